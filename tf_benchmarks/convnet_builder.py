@@ -1,0 +1,79 @@
+"""TensorFlow ConvNetBuilder: the `NetworkBuilder` calls emitted as `tf.compat.v1` graph ops
+(`get_variable`, `tf.nn.conv2d`, fused batch norm, pooling, `xw_plus_b`), NHWC, no Keras."""
+
+import tensorflow.compat.v1 as tf
+from tensorflow.python.training import moving_averages
+
+from tf_benchmarks.network_trace import NetworkBuilder
+
+_INITIALIZERS = {
+    'glorot_uniform': lambda: tf.glorot_uniform_initializer(),
+    # N(0, sqrt(2 / (k_h * k_w * C_out))), the DenseNet/C-SGD conv initializer.
+    'he_normal_fan_out': lambda: tf.variance_scaling_initializer(
+        scale=2.0, mode='fan_out', distribution='untruncated_normal'),
+    'zeros': lambda: tf.zeros_initializer(),
+    'ones': lambda: tf.ones_initializer(),
+}
+
+
+class ConvNetBuilder(NetworkBuilder):
+    """Builds the graph of a model's builder calls; `phase_train` selects batch/moving statistics.
+
+    In training mode each BN adds its two moving-average assigns (decay `bn_decay`,
+    zero_debias=False) to `self.update_ops` (also to the UPDATE_OPS collection).
+    """
+
+    def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, dtype=tf.float32):
+        shape = images.shape.as_list()[1:]
+        super().__init__(images, tuple(shape), phase_train, bn_decay, bn_epsilon)
+        self.dtype = dtype
+        self.update_ops = []
+
+    def _emit_scope(self, name, reuse):
+        return tf.variable_scope(name, reuse=reuse)
+
+    def _emit_variable(self, name, full_name, shape, initializer, trainable):
+        var = tf.get_variable(name, shape, tf.float32, initializer=_INITIALIZERS[initializer](),
+                              trainable=trainable)
+        if var.op.name != full_name:
+            raise ValueError('variable %s was created as %s: build the model inside the builder\'s '
+                             'own variable_scope calls' % (full_name, var.op.name))
+        return var
+
+    def _cast(self, var):
+        return var if self.dtype == tf.float32 else tf.cast(var, self.dtype)
+
+    def _emit_conv(self, x, kernel, strides, mode):
+        return tf.nn.conv2d(x, self._cast(kernel), [1, strides[0], strides[1], 1], mode)
+
+    def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
+        if self.phase_train:
+            y, batch_mean, batch_var = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
+                                                              is_training=True)
+            for var, value in ((mean, batch_mean), (variance, batch_var)):
+                op = moving_averages.assign_moving_average(var, value, decay, zero_debias=False)
+                self.update_ops.append(op)
+                tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, op)
+            return y
+        y, _, _ = tf.nn.fused_batch_norm(x, gamma, beta, mean=mean, variance=variance,
+                                         epsilon=epsilon, is_training=False)
+        return y
+
+    def _emit_relu(self, x):
+        return tf.nn.relu(x)
+
+    def _emit_pool(self, kind, x, ksize, strides, mode):
+        pool = tf.nn.max_pool if kind == 'max' else tf.nn.avg_pool
+        return pool(x, [1, ksize[0], ksize[1], 1], [1, strides[0], strides[1], 1], mode)
+
+    def _emit_concat(self, xs):
+        return tf.concat(xs, axis=3)
+
+    def _emit_spatial_mean(self, x):
+        return tf.reduce_mean(x, axis=[1, 2])
+
+    def _emit_flatten(self, x, size):
+        return tf.reshape(x, [-1, size])
+
+    def _emit_affine(self, x, kernel, bias):
+        return tf.nn.xw_plus_b(x, self._cast(kernel), self._cast(bias))
