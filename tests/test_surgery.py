@@ -8,6 +8,7 @@ from tf_benchmarks.evaluation import predict_logits
 from tf_benchmarks.models import get_model
 from tf_benchmarks.network_trace import NetworkBuilder, SELECT
 from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
+from helpers import random_images, random_weights
 
 
 def _tiny_trace():
@@ -46,31 +47,12 @@ def test_bad_plans_are_rejected():
             apply_surgery(trace, weights, plan)
 
 
-def _random_weights(trace, seed):
-    rng = np.random.default_rng(seed)
-    weights = {}
-    for name, info in trace.variables.items():
-        if name.endswith('moving_variance'):
-            weights[name] = rng.uniform(0.5, 1.5, info.shape)
-        elif name.endswith('gamma'):
-            weights[name] = rng.uniform(0.5, 1.5, info.shape)
-        elif len(info.shape) == 4:
-            weights[name] = rng.normal(0, np.sqrt(2.0 / np.prod(info.shape[:3])), info.shape)
-        else:
-            weights[name] = rng.normal(0, 0.3, info.shape)
-    return {n: v.astype(np.float32) for n, v in weights.items()}
-
-
-def _images(n=6, seed=1):
-    return np.random.default_rng(seed).uniform(-1, 1, (n, 32, 32, 3)).astype(np.float32)
-
-
 def test_removed_channels_that_output_zero_give_identical_logits():
     """vc: channels whose BN gamma and beta are 0 output exactly 0; removing them changes nothing."""
     vc = get_model('vc')
     deps = [6, 6, 8, 8, 8, 8, 8, 10, 10, 10, 10, 10, 10]
     trace = vc.trace(deps)
-    weights = _random_weights(trace, 0)
+    weights = random_weights(trace, 0)
     rng = np.random.default_rng(2)
     masks = {}
     for layer, conv in enumerate(trace.convs):
@@ -82,7 +64,7 @@ def test_removed_channels_that_output_zero_give_identical_logits():
     plans = {layer: clusters_from_mask(mask) for layer, mask in masks.items()}
     pruned, new_deps = apply_surgery(trace, weights, plans)
     assert new_deps == [int(m.sum()) for m in masks.values()]
-    images = _images()
+    images = random_images()
     full = predict_logits(vc, deps, weights, images)
     small = predict_logits(vc, new_deps, pruned, images)
     np.testing.assert_allclose(small, full, atol=1e-4, rtol=0)
@@ -114,12 +96,12 @@ def test_trimming_identical_dc40_clusters_changes_no_output():
         labels = rng.integers(0, 2, width)
         labels[:2] = [0, 1]
         plans[layer] = [list(np.flatnonzero(labels == k)) for k in (0, 1)]
-    weights = make_clusters_identical(trace, _random_weights(trace, 4), plans)
+    weights = make_clusters_identical(trace, random_weights(trace, 4), plans)
     trimmed, new_deps = apply_surgery(trace, weights, plans)
     assert new_deps == [2] * 39
     assert trimmed['fc10/kernel'].shape == (2 + 12 * 2, 10)
     assert trimmed['stage2/block3/conv1/kernel'].shape == (3, 3, 2 + 3 * 2, 2)
-    images = _images()
+    images = random_images()
     full = predict_logits(dc40, deps, weights, images)
     small = predict_logits(dc40, new_deps, trimmed, images)
     assert np.abs(full).max() > 1e-2

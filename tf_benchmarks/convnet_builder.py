@@ -28,6 +28,7 @@ class ConvNetBuilder(NetworkBuilder):
         super().__init__(images, tuple(shape), phase_train, bn_decay, bn_epsilon)
         self.dtype = dtype
         self.update_ops = []
+        self.variables = {}  # full name -> tf.Variable, for layers that reuse them
 
     def _emit_scope(self, name, reuse):
         return tf.variable_scope(name, reuse=reuse)
@@ -38,6 +39,7 @@ class ConvNetBuilder(NetworkBuilder):
         if var.op.name != full_name:
             raise ValueError('variable %s was created as %s: build the model inside the builder\'s '
                              'own variable_scope calls' % (full_name, var.op.name))
+        self.variables[full_name] = var
         return var
 
     def _cast(self, var):

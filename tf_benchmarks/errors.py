@@ -11,7 +11,8 @@ class UserError(Exception):
 
 
 def exit_on_user_error(main):
-    """Wrap an absl `main(argv)` so a UserError ends the program with one line on stderr."""
+    """Wrap an absl `main(argv)`: a UserError ends the program with its message on stderr and exit
+    status 2; Ctrl-C ends it with exit status 130 (work is checkpointed before, see Trainer)."""
     def wrapped(argv):
         try:
             return main(argv)
@@ -19,4 +20,7 @@ def exit_on_user_error(main):
             sys.stderr.write('error: %s\n' % e)
             sys.stderr.flush()
             sys.exit(2)
+        except KeyboardInterrupt:
+            sys.stderr.write('interrupted; run the same command again to continue\n')
+            sys.exit(130)
     return wrapped

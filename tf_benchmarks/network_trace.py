@@ -69,6 +69,9 @@ class ConvLayer:
     kernel_size: Tuple[int, int]
     out_hw: Tuple[int, int]
     macs: int
+    strides: Tuple[int, int] = (1, 1)
+    padding: str = 'SAME'
+    activation: Optional[str] = 'relu'
     bn: Optional[str] = None  # scope of the BN that directly follows this conv, if any
 
 
@@ -78,6 +81,7 @@ class BatchNormLayer:
     scope: str
     channels: int
     segments: Tuple[Segment, ...]
+    epsilon: float = 1e-3
 
 
 @dataclasses.dataclass
@@ -232,7 +236,8 @@ class NetworkBuilder:
             full_kernel = self.full_name(kernel_name)
             macs = k_h * k_w * inp.channels * num_out * out_h * out_w
             self.trace.convs.append(ConvLayer(index, full_kernel, inp.channels, num_out,
-                                              (k_h, k_w), (out_h, out_w), macs))
+                                              (k_h, k_w), (out_h, out_w), macs, (d_h, d_w), mode,
+                                              activation))
             self.trace.add_slots(inp.spec.segments, full_kernel, 2, SUM)
             self.trace.slots[index].append(Slot(full_kernel, 3, 0, SELECT))
             tensor = self._emit_conv(inp.tensor, kernel, (d_h, d_w), mode)
@@ -241,6 +246,7 @@ class NetworkBuilder:
                 node = self.batch_norm(node)
                 self.trace.convs[index].bn = self.trace.bns[-1].scope
             node = self.activation(node, activation)
+            node = self._after_conv(index, node)
         return self._set_top(node)
 
     def batch_norm(self, input_layer=None, name=None, decay=None, epsilon=None):
@@ -249,18 +255,19 @@ class NetworkBuilder:
         counter = self._next('batchnorm')
         scope = name or 'batchnorm%d' % counter
         c = inp.channels
+        epsilon = self.bn_epsilon if epsilon is None else epsilon
         with self.variable_scope(scope):
             gamma = self.variable('gamma', (c,), 'ones', GAMMA)
             beta = self.variable('beta', (c,), 'zeros', BETA)
             mean = self.variable('moving_mean', (c,), 'zeros', MOVING_MEAN, trainable=False)
             var = self.variable('moving_variance', (c,), 'ones', MOVING_VARIANCE, trainable=False)
             full = self.current_scope()
-            self.trace.bns.append(BatchNormLayer(len(self.trace.bns), full, c, inp.spec.segments))
+            self.trace.bns.append(BatchNormLayer(len(self.trace.bns), full, c, inp.spec.segments,
+                                                 epsilon))
             for role in BN_ROLES:
                 self.trace.add_slots(inp.spec.segments, full + '/' + role, 0, SELECT)
             tensor = self._emit_batch_norm(inp.tensor, gamma, beta, mean, var,
-                                           self.bn_decay if decay is None else decay,
-                                           self.bn_epsilon if epsilon is None else epsilon)
+                                           self.bn_decay if decay is None else decay, epsilon)
         return self._set_top(Node(tensor, inp.spec))
 
     def activation(self, input_layer=None, activation='relu'):
@@ -339,7 +346,17 @@ class NetworkBuilder:
             tensor = self._emit_affine(inp.tensor, kernel, bias)
             node = Node(tensor, TensorSpec(1, 1, num_out, (Segment(None, num_out, 0),)))
             node = self.activation(node, activation)
+            node = self._after_affine(len(self.trace.affines) - 1, node)
         return self._set_top(node)
+
+    # -- extension points (identity here; AOFP's masked builder uses them) ----------------------
+    def _after_conv(self, index, node):
+        """Called with conv layer `index`'s activated output; returns the node that goes on."""
+        return node
+
+    def _after_affine(self, index, node):
+        """Called with affine layer `index`'s activated output; returns the node that goes on."""
+        return node
 
     # -- op emission (none when tracing) --------------------------------------------------------
     def _emit_scope(self, name, reuse):

@@ -228,7 +228,8 @@ class Trainer:
     def weights(self, session):
         return dict(zip(self.key_variables, session.run(list(self.key_variables.values()))))
 
-    def _snapshot(self, session, step):
+    def snapshot(self, session, step):
+        """Write ckpt_step_<step>.hdf5 (key variables, deps and any hook masks) in train_dir."""
         masks = {}
         for hook in self.hooks:
             masks.update(hook.masks() or {})
@@ -301,7 +302,7 @@ class Trainer:
                 extra = '  '.join(s for s in (h.status() for h in self.hooks) if s)
                 self.log(meter.line(step, values['loss'], values['top1'], values['lr'], extra))
             if c.snapshot_every and step % c.snapshot_every == 0:
-                self._snapshot(sess, step)
+                self.snapshot(sess, step)
             if (c.checkpoint_every and step % c.checkpoint_every == 0) or \
                     time.time() - last_ckpt_time > c.checkpoint_secs:
                 self.save_checkpoint(sess, step)

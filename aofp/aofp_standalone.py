@@ -1,0 +1,85 @@
+"""AOFP on VGG/CIFAR-10, the original's command line:
+
+    python aofp/aofp_standalone.py train               # -> vc_scratch_savedweights.hdf5
+    python aofp/aofp_standalone.py eval FILE.hdf5      # -> bc_overall_eval_records.txt
+    python aofp/aofp_standalone.py prune               # -> bds_exps/..., bds_overall_logs.txt
+
+Outputs go to the working directory. `--preset paper` (default) is exactly the original's
+hyperparameters; `--preset smoke` scales everything down for a CPU and the synthetic data set.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
+from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
+                                         parse_floats, parse_ints)
+from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
+from tf_benchmarks.models import get_model  # noqa: E402
+from aofp import pipeline  # noqa: E402
+from aofp.presets import PRESETS  # noqa: E402
+
+FLAGS = flags.FLAGS
+define_common_flags(PRESETS)
+flags.DEFINE_string('deps', None, 'Widths of the model `train` builds, comma-separated '
+                    '(default: the preset\'s; paper: the original VGG).')
+flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
+flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')
+flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
+flags.DEFINE_float('finetune_epochs', None, 'Epochs of finetuning after each pruning.')
+flags.DEFINE_float('search_max_epochs', None, 'Upper bound on the epochs of one search.')
+flags.DEFINE_string('base_weights', pipeline.BASE_WEIGHTS, 'Weights `prune` starts from.')
+
+MODES = ('train', 'eval', 'prune')
+
+
+def settings_from_flags():
+    settings = apply_common_flags(PRESETS)
+    overrides = {'batches_per_half': FLAGS.batches_per_half, 'metric_limit': FLAGS.metric_limit,
+                 'finetune_epochs': FLAGS.finetune_epochs,
+                 'search_max_epochs': FLAGS.search_max_epochs}
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(settings, name, value)
+    if FLAGS.itr_schedule:
+        settings.itr_schedule = tuple(parse_floats(FLAGS.itr_schedule, '--itr_schedule'))
+        if any(not 0 < t < 1 for t in settings.itr_schedule):
+            raise UserError('--itr_schedule targets are fractions of FLOPs removed, in (0, 1)')
+    if FLAGS.deps:
+        settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
+    if settings.batches_per_half < 1:
+        raise UserError('--batches_per_half must be at least 1')
+    return settings
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] not in MODES:
+        raise UserError('unknown mode %s; use one of: train, eval FILE.hdf5, prune'
+                        % (repr(argv[1]) if len(argv) > 1 else '(none)'))
+    mode = argv[1]
+    if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:
+        raise UserError('usage: aofp_standalone.py train | eval FILE.hdf5 | prune')
+    settings = settings_from_flags()
+    model = get_model('vc')
+    data_dir = FLAGS.data_dir
+    if mode == 'train':
+        pipeline.train_base(model, settings, data_dir)
+    elif mode == 'eval':
+        pipeline.eval_file(model, argv[2], data_dir, settings.eval_batch_size)
+    else:
+        if not os.path.exists(FLAGS.base_weights):
+            raise UserError('base weights %s do not exist; run `aofp_standalone.py train` first or '
+                            'pass --base_weights' % FLAGS.base_weights)
+        pipeline.AofpPruning(model, settings, data_dir, FLAGS.base_weights).run()
+
+
+def run():
+    app.run(exit_on_user_error(main))
+
+
+if __name__ == '__main__':
+    run()

@@ -1,0 +1,228 @@
+"""AOFP's three commands as stages over files in the working directory, as in the original:
+base training, evaluation, and the iterative prune schedule (per iteration: search while training
+-> tuned weights with masks -> physical pruning -> finetuning), resumable stage by stage."""
+
+import fractions
+import os
+
+import numpy as np
+
+from aofp.masked_builder import MaskedConvNetBuilder
+from aofp.search import AofpSearch
+from aofp.search_hook import SearchHook
+from tf_benchmarks import flops, hdf5_io, input_pipeline
+from tf_benchmarks.errors import UserError
+from tf_benchmarks.evaluation import Evaluator
+from tf_benchmarks.logs import cur_time, log_important
+from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
+from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only
+
+BASE_WEIGHTS = 'vc_scratch_savedweights.hdf5'
+SCRATCH_TRAIN_DIR = 'vc_scratch_train'
+EXP_DIR = 'bds_exps'
+OVERALL_LOG = 'bds_overall_logs.txt'
+EVAL_RECORDS = 'bc_overall_eval_records.txt'
+TRY_ARG_BASE = 'reproduce'
+
+
+def _exact(x):
+    return fractions.Fraction(x).limit_denominator(10 ** 6)
+
+
+def _steps(epochs, num_examples, batch_size):
+    return int(_exact(epochs) * num_examples / batch_size)
+
+
+def _boundaries(settings, epochs, num_examples):
+    """The original's step boundaries, int(epoch * N / batch) - 1, at fractions of the epochs
+    (paper: epochs 200 and 400 of 600 -> steps 156249 and 312499 on 50,000 images)."""
+    return [_steps(_exact(f) * _exact(epochs), num_examples, settings.batch_size) - 1
+            for f in settings.lr_epoch_fractions]
+
+
+def base_train_config(s, num_examples):
+    return TrainConfig(num_steps=_steps(s.max_epochs, num_examples, s.batch_size),
+                       batch_size=s.batch_size, lr_values=s.lr_values,
+                       lr_boundaries=_boundaries(s, s.max_epochs, num_examples),
+                       weight_decay=s.weight_decay, l2_filter=kernels_only,
+                       display_every=s.display_every, snapshot_every=s.train_snapshot_steps,
+                       checkpoint_every=s.checkpoint_every)
+
+
+def search_config(s, num_examples):
+    return TrainConfig(num_steps=_steps(s.search_max_epochs, num_examples, s.batch_size),
+                       batch_size=s.batch_size, lr_values=(s.search_lr,),
+                       weight_decay=s.weight_decay, l2_filter=kernels_only,
+                       display_every=s.display_every, snapshot_every=s.search_snapshot_steps,
+                       checkpoint_every=s.checkpoint_every)
+
+
+def finetune_config(s, num_examples):
+    return TrainConfig(num_steps=_steps(s.finetune_epochs, num_examples, s.batch_size),
+                       batch_size=s.batch_size, lr_values=s.lr_values,
+                       lr_boundaries=_boundaries(s, s.finetune_epochs, num_examples),
+                       warmup_steps=_steps(s.finetune_warmup_epochs, num_examples, s.batch_size),
+                       weight_decay=s.weight_decay, l2_filter=kernels_only,
+                       display_every=s.display_every, checkpoint_every=s.checkpoint_every)
+
+
+def record_line(model_name, path, result, comment=None, loss_decimals=8):
+    """The original eval_once / simple_eval record line (top1 is a fraction)."""
+    line = '%s,%s,top1=%.5f,top5=%.5f,loss=%.*f on validation at %s' % (
+        model_name, path, result.top1, result.top5, loss_decimals, result.loss, cur_time())
+    return line + (',  ' + comment if comment else '')
+
+
+def masked_builder_factory(target_layers, search=False):
+    return lambda images, phase_train: MaskedConvNetBuilder(images, phase_train, target_layers,
+                                                            search=search)
+
+
+def evaluate_weights(model, weight_file, data_dir, batch_size, source):
+    """Evaluate a WeightFile at its deps; files with masks are evaluated as the masked model."""
+    deps = model.check_deps(weight_file.deps or model.default_deps)
+    if weight_file.masks:
+        layers = sorted(weight_file.masks)
+        with Evaluator(model, deps, data_dir, batch_size,
+                       builder_factory=masked_builder_factory(layers)) as evaluator:
+            evaluator.load(weight_file.weights, source)
+            feed = {evaluator.builder.base_masks[i]: weight_file.masks[i] for i in layers}
+            return evaluator.evaluate(feed_dict=feed)
+    with Evaluator(model, deps, data_dir, batch_size) as evaluator:
+        return evaluator.evaluate(weight_file.weights, source)
+
+
+def train_base(model, settings, data_dir, log=print):
+    """`train`: the base model from scratch -> vc_scratch_savedweights.hdf5 (resumes if stopped)."""
+    if os.path.exists(BASE_WEIGHTS):
+        log('%s already exists; delete it to train again' % BASE_WEIGHTS)
+        return BASE_WEIGHTS
+    data = input_pipeline.RecordData(data_dir)
+    deps = model.check_deps(settings.deps)
+    config = base_train_config(settings, data.num_examples)
+    log('training %s from scratch: deps %s, %d steps of %d (%s epochs of %d images)'
+        % (model.name, list(deps), config.num_steps, settings.batch_size, settings.max_epochs,
+           data.num_examples))
+    result = Trainer(model, deps, data, config, SCRATCH_TRAIN_DIR, log=log).run()
+    hdf5_io.save_hdf5(BASE_WEIGHTS, result.weights, deps)
+    log('saved %s' % BASE_WEIGHTS)
+    return BASE_WEIGHTS
+
+
+def eval_file(model, path, data_dir, batch_size, log=print):
+    """`eval FILE`: rebuild from the file's deps, evaluate the test split, append the record line."""
+    weight_file = hdf5_io.read_hdf5(path)
+    result = evaluate_weights(model, weight_file, data_dir, batch_size, path)
+    deps = list(weight_file.deps or model.default_deps)
+    log('top1 %.4f  top5 %.4f  loss %.4f  (%d images)  deps %s  FLOPs %d (%.1f%% removed)'
+        % (result.top1, result.top5, result.loss, result.num_examples, deps,
+           flops.count_flops(model, deps), 100 * flops.flops_pruned_ratio(model, deps)))
+    log_important(record_line(model.name, path, result), EVAL_RECORDS)
+    return result
+
+
+class AofpPruning:
+    """`prune`: the iterative schedule. Every stage's output file is its completion mark, so a run
+    that is stopped at any moment continues from the last completed stage of the last iteration
+    (the search and the finetuning also resume from their own checkpoints)."""
+
+    def __init__(self, model, settings, data_dir, base_weights=BASE_WEIGHTS, log=print):
+        self.model = model
+        self.s = settings
+        self.data_dir = data_dir
+        self.base_weights = base_weights
+        self.log = log
+        self.target_layers = list(range(len(model.default_deps)))
+
+    def prefix(self, k):
+        return os.path.join(EXP_DIR, '%s_%s_itr%d' % (self.model.name, TRY_ARG_BASE, k))
+
+    def run(self):
+        base = hdf5_io.read_hdf5(self.base_weights)
+        self.base_deps = self.model.check_deps(base.deps or self.model.default_deps)
+        data = input_pipeline.RecordData(self.data_dir)
+        self.num_examples = data.num_examples
+        start = self.base_weights
+        for k, target in enumerate(self.s.itr_schedule):
+            start = self.run_iteration(k, target, start)
+        return start
+
+    def flops_pruned(self, widths):
+        """FLOPs removed relative to the base weights' widths (the original VGG for `paper`)."""
+        return flops.flops_pruned_ratio(self.model, widths, self.base_deps)
+
+    def run_iteration(self, k, target, start_file):
+        p = self.prefix(k)
+        tuned, pruned, fted = p + '_tunedweights.hdf5', p + '_prunedweights.hdf5', \
+            p + '_ftedweights.hdf5'
+        if os.path.exists(fted) and self._logged(fted):
+            self.log('iteration %d already finished: %s' % (k, fted))
+            return fted
+        self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
+                 % (k, 100 * target, start_file))
+        if not os.path.exists(tuned):
+            self.search(k, target, start_file, tuned)
+        tuned_file = hdf5_io.read_hdf5(tuned)
+        if not self._logged(tuned):
+            self._log_eval(tuned, tuned_file, 9, 'after tuning, the masks suggest deps=%s'
+                           % self._widths(tuned_file.masks))
+        if not os.path.exists(pruned):
+            weights, deps = self.prune(tuned_file)
+            hdf5_io.save_hdf5(pruned, weights, deps)
+        if not self._logged(pruned):
+            self._log_eval(pruned, hdf5_io.read_hdf5(pruned), 8)
+        if not os.path.exists(fted):
+            self.finetune(k, pruned, fted)
+        self._log_eval(fted, hdf5_io.read_hdf5(fted), 8)
+        return fted
+
+    def search(self, k, target, start_file, tuned):
+        start = hdf5_io.read_hdf5(start_file)
+        deps = self.model.check_deps(start.deps or self.model.default_deps)
+        search = AofpSearch([np.ones(d, np.float32) for d in deps], self.s.batches_per_half,
+                            self.s.metric_limit, self.s.search_start_step, self.flops_pruned, target)
+        hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
+                          self.s.remain_log_steps, self.s.save_per_moves)
+        trainer = Trainer(self.model, deps, self.data_dir, search_config(self.s, self.num_examples),
+                          self.prefix(k) + '_train', init_weights=start.weights, hooks=[hook],
+                          builder_factory=masked_builder_factory(self.target_layers, search=True),
+                          log=self.log)
+        result = trainer.run()
+        if not search.terminated:
+            hook.log('search stopped after %d steps at %.1f%% of FLOPs removed, short of the '
+                     'target %.0f%% (raise --search_max_epochs or --metric_limit)'
+                     % (result.step, 100 * self.flops_pruned(search.widths), 100 * target))
+        hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks())
+
+    def prune(self, tuned_file):
+        """Physically remove the masked filters (exact: the pruned model computes the same)."""
+        trace = self.model.trace(tuned_file.deps)
+        plans = {i: clusters_from_mask(mask) for i, mask in tuned_file.masks.items()}
+        return apply_surgery(trace, tuned_file.weights, plans)
+
+    def finetune(self, k, pruned, fted):
+        pruned_file = hdf5_io.read_hdf5(pruned)
+        config = finetune_config(self.s, self.num_examples)
+        result = Trainer(self.model, pruned_file.deps, self.data_dir, config, self.prefix(k) + '_ft',
+                         init_weights=pruned_file.weights, log=self.log).run()
+        hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps)
+
+    def _widths(self, masks):
+        return [int((masks[i] > 0.5).sum()) for i in sorted(masks)]
+
+    def _logged(self, path):
+        if not os.path.exists(OVERALL_LOG):
+            return False
+        with open(OVERALL_LOG) as f:
+            return any(line.startswith('%s,%s,' % (self.model.name, path)) for line in f)
+
+    def _log_eval(self, path, weight_file, loss_decimals, comment=None):
+        result = evaluate_weights(self.model, weight_file, self.data_dir, self.s.eval_batch_size,
+                                  path)
+        widths = self._widths(weight_file.masks) if weight_file.masks else list(weight_file.deps)
+        extra = 'deps=%s, flops_pruned=%.4f' % (widths, self.flops_pruned(widths))
+        if comment:
+            extra = comment + ', flops_pruned=%.4f' % self.flops_pruned(widths)
+        log_important(record_line(self.model.name, path, result, extra, loss_decimals),
+                      OVERALL_LOG)
+        return result

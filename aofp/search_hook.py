@@ -1,0 +1,69 @@
+"""Runs the AOFP search inside training: feeds each step's masks to the masked graph, hands the
+fetched metrics to the state machine, logs its decisions and saves masks with snapshots."""
+
+from tf_benchmarks.logs import log_important
+from tf_benchmarks.trainer import TrainHook
+
+
+class SearchHook(TrainHook):
+    def __init__(self, search, target_layers, log_file, remain_log_steps=5000, save_per_moves=10):
+        self.search = search
+        self.target_layers = list(target_layers)
+        self.log_file = log_file
+        self.remain_log_steps = remain_log_steps
+        self.save_per_moves = save_per_moves
+        search.log = self.log
+
+    def log(self, message):
+        log_important(message, self.log_file)
+
+    def begin(self, trainer):
+        self.trainer = trainer
+        builder = trainer.builder
+        self.base_masks = [builder.base_masks[i] for i in self.target_layers]
+        self.score_masks = [builder.score_masks[i] for i in self.target_layers]
+        self.metrics = [builder.metrics[i] for i in self.target_layers]
+
+    def after_create_session(self, session, step):
+        self.session = session
+
+    def before_step(self, step):
+        feed = {}
+        for base, score, (base_value, score_value) in zip(self.base_masks, self.score_masks,
+                                                          self.search.step_masks()):
+            feed[base] = base_value
+            feed[score] = score_value
+        return feed
+
+    def fetches(self):
+        return self.metrics
+
+    def after_step(self, step, values):
+        moves_before = self.search.num_moves
+        moved = self.search.record(step, values)
+        if moved:
+            scalars = {'remain_layer%d' % i: w for i, w in zip(self.target_layers,
+                                                               self.search.widths)}
+            scalars['flops_pruned'] = self.search.flops_pruned(self.search.widths)
+            self.trainer.add_scalars(step, scalars)
+            if self.save_per_moves and (self.search.num_moves // self.save_per_moves >
+                                        moves_before // self.save_per_moves):
+                self.trainer.snapshot(self.session, step)
+        if self.remain_log_steps and step % self.remain_log_steps == 0:
+            self.log('**********the remain deps at global step %d is %s'
+                     % (step, self.search.widths))
+        return self.search.terminated
+
+    def state(self):
+        return self.search.state()
+
+    def load_state(self, state):
+        self.search.load_state(state)
+
+    def status(self):
+        widths = self.search.widths
+        return 'deps %s  FLOPs -%.1f%%  moves %d' % (widths, 100 * self.search.flops_pruned(widths),
+                                                     self.search.num_moves)
+
+    def masks(self):
+        return dict(zip(self.target_layers, self.search.masks))

@@ -1,0 +1,23 @@
+"""Random weights and images for exactness tests."""
+
+import numpy as np
+
+
+def random_weights(trace, seed):
+    """Weights for every variable of a trace, with BN statistics and scales in a sane range."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for name, info in trace.variables.items():
+        if name.endswith('moving_variance'):
+            weights[name] = rng.uniform(0.5, 1.5, info.shape)
+        elif name.endswith('gamma'):
+            weights[name] = rng.uniform(0.5, 1.5, info.shape)
+        elif len(info.shape) == 4:
+            weights[name] = rng.normal(0, np.sqrt(2.0 / np.prod(info.shape[:3])), info.shape)
+        else:
+            weights[name] = rng.normal(0, 0.3, info.shape)
+    return {n: v.astype(np.float32) for n, v in weights.items()}
+
+
+def random_images(n=6, seed=1):
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 32, 32, 3)).astype(np.float32)
