@@ -20,7 +20,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-FRAMEWORKS = ('ours', 'keras')
+FRAMEWORKS = ('ours', 'keras', 'torch')
 
 
 def _result(images_per_sec):
@@ -116,7 +116,76 @@ def run_keras(args):
     _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
 
 
-WORKERS = {'ours': run_ours, 'keras': run_keras}
+# -- PyTorch eager (optional: only where torch is importable) ------------------------------------
+def torch_model(name):
+    import torch
+    from torch import nn
+    from tf_benchmarks.models import get_model
+
+    def bn(c):
+        return nn.BatchNorm2d(c, eps=1e-3, momentum=0.1)  # TF decay 0.9
+
+    if name == 'vc':
+        from tf_benchmarks.models.vc_model import POOL_AFTER
+        layers, cin = [], 3
+        for i, width in enumerate(get_model('vc').default_deps):
+            layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), bn(width),
+                       nn.ReLU(inplace=True)]
+            if i in POOL_AFTER:
+                layers.append(nn.MaxPool2d(2))
+            cin = width
+        layers += [nn.Flatten(), nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Linear(512, 11)]
+        return nn.Sequential(*layers)
+
+    deps = get_model('dc40').default_deps
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.bn, self.conv = bn(cin), nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            return torch.cat([x, self.conv(torch.relu(self.bn(x)))], 1)
+
+    layers, cin, layer = [nn.Conv2d(3, deps[0], 3, padding=1, bias=False)], deps[0], 1
+    for stage in range(3):
+        for _ in range(12):
+            layers.append(Block(cin, deps[layer]))
+            cin += deps[layer]
+            layer += 1
+        if stage < 2:
+            layers += [bn(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, deps[layer], 1, bias=False),
+                       nn.ReLU(inplace=True), nn.AvgPool2d(2)]
+            cin = deps[layer]
+            layer += 1
+    layers += [bn(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(cin, 10)]
+    return nn.Sequential(*layers)
+
+
+def run_torch(args):
+    import torch
+    model = torch_model(args.model).to(memory_format=torch.channels_last)
+    kernels = [p for p in model.parameters() if p.dim() >= 2]
+    others = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.SGD([{'params': kernels, 'weight_decay': 1e-4},
+                                 {'params': others, 'weight_decay': 0.0}],
+                                lr=0.01, momentum=0.9, nesterov=True)
+    x = torch.rand(args.batch_size, 3, 32, 32).mul_(2).sub_(1).to(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (args.batch_size,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    times = []
+    model.train()
+    for _ in range(args.warmup + args.steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        times.append(time.perf_counter())
+    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
+
+
+WORKERS = {'ours': run_ours, 'keras': run_keras, 'torch': run_torch}
 
 
 # -- orchestration ---------------------------------------------------------------------------------
@@ -130,6 +199,11 @@ def run_worker(framework, model, args):
         if line.startswith('RESULT '):
             return json.loads(line[len('RESULT '):])
     raise RuntimeError('%s/%s failed:\n%s' % (framework, model, proc.stderr[-3000:]))
+
+
+def _importable(module):
+    import importlib.util
+    return importlib.util.find_spec(module) is not None
 
 
 def main():
@@ -147,6 +221,9 @@ def main():
         WORKERS[args.worker](args)
         return
     frameworks = args.frameworks.split(',')
+    if 'torch' in frameworks and not _importable('torch'):
+        print('torch is not importable: PyTorch runs skipped (pip install torch==2.13.0)')
+        frameworks.remove('torch')
     results = {}
     for model in args.models.split(','):
         for r in range(args.rounds):

@@ -55,7 +55,7 @@ class TrainHook:
     """Per-step extension of the training loop (AOFP's search runs as one)."""
 
     def begin(self, trainer):
-        """The graph is built (inside `trainer.graph`); create extra ops here."""
+        """The graph is built (inside `trainer.graph`); create extra ops and summaries here."""
 
     def after_create_session(self, session, step):
         """Variables are initialized or restored; `step` is the global step."""
@@ -151,6 +151,9 @@ class Trainer:
             self._build()
             for hook in self.hooks:
                 hook.begin(self)
+            self.summary_op = tf.summary.merge_all()
+            self.saver = tf.train.Saver(max_to_keep=2)
+            self.init_op = tf.global_variables_initializer()
 
     # -- graph ----------------------------------------------------------------------------------
     def _build(self):
@@ -181,9 +184,6 @@ class Trainer:
         for name, tensor in (('loss', self.cross_entropy), ('total_loss', self.loss),
                              ('top1', self.top1), ('learning_rate', self.learning_rate)):
             tf.summary.scalar(name, tensor)
-        self.summary_op = tf.summary.merge_all()
-        self.saver = tf.train.Saver(max_to_keep=2)
-        self.init_op = tf.global_variables_initializer()
 
     # -- checkpoints ----------------------------------------------------------------------------
     def _state_path(self, step):

@@ -1,0 +1,131 @@
+"""The centripetal gradient rule of C-SGD as merge and decay matrices (the original's
+MergeGradientHandler, version 2), in NumPy for reference and as a graph gradient handler.
+
+For a layer with filters as rows of W (n x d), data gradient G and clusters H:
+    merge  Gamma[i, j] = 1/|H| if i and j are in the same cluster H, else 0
+    decay  Lambda = (eta + eps) I - eps Gamma            (singleton: Lambda[i, i] = eta)
+    G~ = Gamma G + Lambda W,  i.e. per filter j in H:
+    g~_j = mean_{k in H} dL/dw_k + eta w_j + eps (w_j - mean_{k in H} w_k).
+Within a cluster the data gradient is shared, so g~_j - g~_k = (eta + eps)(w_j - w_k): the members'
+differences shrink geometrically. Conv kernels get weight decay eta only through Lambda (the loss has
+no L2); BN gamma/beta get the same rule with eta = 0; the FC kernel gets no decay at all.
+"""
+
+import numpy as np
+
+from tf_benchmarks.session import tf
+from tf_benchmarks.trainer import TrainHook
+
+
+def merge_matrix(clusters, n):
+    gamma = np.zeros((n, n))
+    for cluster in clusters:
+        for i in cluster:
+            gamma[i, list(cluster)] = 1.0 / len(cluster)
+    covered = sorted(c for cluster in clusters for c in cluster)
+    if covered != list(range(n)):
+        raise ValueError('clusters must cover channels 0..%d exactly once' % (n - 1))
+    return gamma
+
+
+def decay_matrix(clusters, n, weight_decay, strength):
+    return (weight_decay + strength) * np.eye(n) - strength * merge_matrix(clusters, n)
+
+
+def centripetal_gradient(grad, weights, clusters, weight_decay, strength):
+    """NumPy reference: rows are filters (n x d)."""
+    n = grad.shape[0]
+    return merge_matrix(clusters, n) @ grad + decay_matrix(clusters, n, weight_decay, strength) @ \
+        weights
+
+
+def _apply(grad, var, gamma, weight_decay, strength):
+    """Graph form of Gamma G + Lambda W = Gamma (G - eps W) + (eta + eps) W, filters on the last
+    axis of `var` (HWIO kernels, BN vectors). Singleton-only layers reduce to G + eta W."""
+    n = var.shape.as_list()[-1]
+    if np.array_equal(gamma, np.eye(n)):
+        return grad + weight_decay * var if weight_decay else grad
+    flat = lambda t: tf.reshape(t, [-1, n])  # noqa: E731  (rows: weights, columns: filters)
+    merged = tf.matmul(flat(grad - strength * var), tf.constant(gamma, tf.float32))
+    return tf.reshape(merged, tf.shape(var)) + (weight_decay + strength) * var
+
+
+class CentripetalHandler:
+    """Trainer grad_handler: rewrites the gradients of clustered conv kernels and of the gamma/beta
+    of every BN over clustered channels. `bn_strength` defaults to `strength` (the TF demo's)."""
+
+    def __init__(self, trace, layer_clusters, bn_clusters, weight_decay, strength,
+                 bn_strength=None):
+        self.kernels = {trace.convs[l].kernel: merge_matrix(c, trace.convs[l].out_channels)
+                        for l, c in layer_clusters.items()}
+        self.vectors = {}
+        for bn in trace.bns:
+            gamma = merge_matrix(bn_clusters[bn.index], bn.channels)
+            if not np.array_equal(gamma, np.eye(bn.channels)):
+                self.vectors[bn.scope + '/gamma'] = gamma
+                self.vectors[bn.scope + '/beta'] = gamma
+        self.weight_decay = weight_decay
+        self.strength = strength
+        self.bn_strength = strength if bn_strength is None else bn_strength
+        self.layer_clusters = layer_clusters
+        self.bn_clusters = bn_clusters
+        self.trace = trace
+
+    def __call__(self, grads_and_vars):
+        out = []
+        for grad, var in grads_and_vars:
+            name = var.op.name
+            if grad is not None and name in self.kernels:
+                grad = _apply(grad, var, self.kernels[name], self.weight_decay, self.strength)
+            elif grad is not None and name in self.vectors:
+                grad = _apply(grad, var, self.vectors[name], 0.0, self.bn_strength)
+            out.append((grad, var))
+        return out
+
+
+def cluster_deviation(weights, trace, layer_clusters, bn_clusters):
+    """Largest |difference| between a cluster member and its survivor over all conv kernels and
+    BN vectors (gamma, beta, moving mean, moving variance): 0 when C-SGD has converged."""
+    worst = 0.0
+    for layer, clusters in layer_clusters.items():
+        kernel = weights[trace.convs[layer].kernel]
+        for cluster in clusters:
+            worst = max(worst, float(np.abs(kernel[..., cluster] -
+                                            kernel[..., [min(cluster)]]).max()))
+    for bn in trace.bns:
+        for role in ('gamma', 'beta', 'moving_mean', 'moving_variance'):
+            vector = weights['%s/%s' % (bn.scope, role)]
+            for cluster in bn_clusters[bn.index]:
+                worst = max(worst, float(np.abs(vector[cluster] - vector[min(cluster)]).max()))
+    return worst
+
+
+class ClusterSpreadHook(TrainHook):
+    """Monitors the collapse: TensorBoard scalars `max_cluster_deviation` (largest |member -
+    survivor| over clustered kernels and BN gamma/beta) and `sum_sq_cluster_diff`, and the
+    deviation on the progress line."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def begin(self, trainer):
+        deviations, squares = [], []
+        matrices = dict(self.handler.kernels)
+        matrices.update(self.handler.vectors)
+        for name, gamma in matrices.items():
+            var = trainer.builder.variables[name]
+            survivor = np.argmax(gamma > 0, axis=0)  # first (smallest) member of each channel's cluster
+            if np.array_equal(survivor, np.arange(len(survivor))):
+                continue
+            diff = var - tf.gather(var, survivor, axis=len(var.shape) - 1)
+            deviations.append(tf.reduce_max(tf.abs(diff)))
+            squares.append(tf.reduce_sum(tf.square(diff)))
+        self.deviation = tf.reduce_max(tf.stack(deviations)) if deviations else tf.constant(0.0)
+        tf.summary.scalar('max_cluster_deviation', self.deviation)
+        tf.summary.scalar('sum_sq_cluster_diff', tf.add_n(squares) if squares else tf.constant(0.0))
+
+    def after_create_session(self, session, step):
+        self.session = session
+
+    def status(self):
+        return 'cluster deviation %.2e' % self.session.run(self.deviation)

@@ -1,0 +1,79 @@
+"""C-SGD on DenseNet-40/CIFAR-10, the original's command line (plus `train`, since the original's
+pretrained std_dc40_9382.hdf5 is not available):
+
+    python csgd/csgd_standalone.py train               # -> dc40_scratch_savedweights.hdf5
+    python csgd/csgd_standalone.py magnitude1          # -> magnitude1_trained.hdf5
+    python csgd/csgd_standalone.py csgd1               # -> dc40_csgd1_itr0_prunedweights.hdf5
+    python csgd/csgd_standalone.py eval FILE.hdf5      # -> origin_dc40_eval_record.txt
+
+As in the original, a mode containing `magnitude` or `csgd` runs that method with the mode as the
+file prefix. Outputs go to the working directory.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
+from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
+                                        parse_ints)
+from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
+from tf_benchmarks.models import get_model  # noqa: E402
+from csgd import pipeline  # noqa: E402
+from csgd.presets import PRESETS  # noqa: E402
+
+FLAGS = flags.FLAGS
+define_common_flags(PRESETS)
+flags.DEFINE_float('centri_strength', None, 'Centripetal strength epsilon (paper: 3e-3).')
+flags.DEFINE_string('target_deps', None, 'Incremental-layer widths per stage, e.g. 3-3-3.')
+flags.DEFINE_enum('cluster_method', None, ['kmeans', 'even', 'biased'], 'How csgd1 clusters.')
+flags.DEFINE_enum('magnitude_variant', None, ['original', 'clean'], 'original: the original\'s '
+                  'three quirks; clean: keep the top filters, drop the rest, augmented finetuning.')
+flags.DEFINE_string('init_hdf5', pipeline.PRETRAINED, 'Pretrained weights magnitude1 and csgd1 '
+                    'start from (an original std_dc40_9382.hdf5 also loads).')
+flags.DEFINE_string('deps', None, 'Widths of the model `train` builds (default: the preset\'s).')
+
+USAGE = 'usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5'
+
+
+def settings_from_flags():
+    settings = apply_common_flags(PRESETS)
+    for name in ('centri_strength', 'target_deps', 'cluster_method', 'magnitude_variant'):
+        value = getattr(FLAGS, name)
+        if value is not None:
+            setattr(settings, name, value)
+    if settings.centri_strength < 0:
+        raise UserError('--centri_strength must not be negative')
+    if FLAGS.deps:
+        settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
+    return settings
+
+
+def main(argv):
+    mode = argv[1] if len(argv) > 1 else ''
+    if not (mode in ('train', 'eval') or 'magnitude' in mode or 'csgd' in mode):
+        raise UserError('unknown mode %r; %s' % (mode, USAGE))
+    if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:
+        raise UserError(USAGE)
+    settings = settings_from_flags()
+    model = get_model('dc40')
+    if mode == 'train':
+        epochs = FLAGS.max_epochs if FLAGS.max_epochs is not None else settings.train_epochs
+        pipeline.train_base(model, settings, FLAGS.data_dir, epochs)
+    elif mode == 'eval':
+        pipeline.eval_file(model, argv[2], FLAGS.data_dir, settings.eval_command_batch_size)
+    elif 'magnitude' in mode:
+        pipeline.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode).run()
+    else:
+        pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode).run()
+
+
+def run():
+    app.run(exit_on_user_error(main))
+
+
+if __name__ == '__main__':
+    run()

@@ -1,0 +1,114 @@
+"""End to end through `python csgd/csgd_standalone.py` on a tiny DenseNet-40 and the synthetic set:
+after csgd1 every cluster is collapsed and trimming changes no output; files, keys, logs, errors."""
+
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import REPO
+from csgd import clustering
+from csgd.centripetal import cluster_deviation
+from helpers import random_images
+from tf_benchmarks import hdf5_io
+from tf_benchmarks.evaluation import predict_logits
+from tf_benchmarks.models import get_model
+
+SCRIPT = os.path.join(REPO, 'csgd', 'csgd_standalone.py')
+TINY_DEPS = [4] + [2] * 12 + [28] + [2] * 12 + [52] + [2] * 12
+TINY = ['--preset', 'smoke', '--batch_size', '16', '--deps', ','.join(map(str, TINY_DEPS))]
+TARGET = ['--target_deps', '1-1-1']
+
+
+def run(args, cwd, check=True):
+    result = subprocess.run([sys.executable, SCRIPT] + args, cwd=cwd, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
+    return result
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory, synthetic_dir):
+    work = tmp_path_factory.mktemp('csgd')
+    run(['train', '--data_dir', synthetic_dir, '--max_epochs', '1'] + TINY, work)
+    return work
+
+
+def _numbers(line):
+    return line.split()[2:5]
+
+
+def test_csgd1_collapses_clusters_and_trims_exactly(work, synthetic_dir):
+    run(['csgd1', '--data_dir', synthetic_dir, '--max_epochs', '8'] + TARGET + TINY, work)
+    log = (work / 'dc40_csgd1_important_log.txt').read_text().splitlines()
+    for message in ('CSGD: start itr 0', 'I calculate eqcls by kmeans', 'eval at itr 0',
+                    'C-SGD train completed. save to: dc40_csgd1_itr0_sted.hdf5',
+                    'finished trimming at itr 0', 'target structure 1-1-1: FLOPs'):
+        assert any(message in line for line in log), message
+    before = [l for l in log if 'eval before trimming' in l]
+    after = [l for l in log if 'eval after trimming' in l]
+    assert len(before) == len(after) == 1
+    assert _numbers(before[0]) == _numbers(after[0])
+
+    dc40 = get_model('dc40')
+    trace = dc40.trace(TINY_DEPS)
+    plans = {int(k): v for k, v in np.load(work / 'dc40_csgd1_itr0_eqcls.npy',
+                                           allow_pickle=True).item().items()}
+    assert sorted(plans) == list(range(39))
+    assert [len(plans[l]) for l in (0, 1, 13, 14, 26, 38)] == [4, 1, 28, 1, 52, 1]
+    sted = hdf5_io.read_hdf5(str(work / 'dc40_csgd1_itr0_sted.hdf5'))
+    assert sted.deps == tuple(TINY_DEPS)
+    bn_plans = clustering.bn_channel_clusters(trace, plans)
+    assert cluster_deviation(sted.weights, trace, plans, bn_plans) <= 1e-5
+
+    pruned = hdf5_io.read_hdf5(str(work / 'dc40_csgd1_itr0_prunedweights.hdf5'))
+    target = [4] + [1] * 12 + [28] + [1] * 12 + [52] + [1] * 12
+    assert pruned.deps == tuple(target)
+    images = random_images(16)
+    full = predict_logits(dc40, TINY_DEPS, sted.weights, images)
+    trimmed = predict_logits(dc40, target, pruned.weights, images)
+    np.testing.assert_allclose(trimmed, full, atol=1e-4, rtol=0)
+
+    stamps = {p: os.path.getmtime(p) for p in work.glob('dc40_csgd1*')}
+    run(['csgd1', '--data_dir', synthetic_dir, '--max_epochs', '8'] + TARGET + TINY, work)
+    assert {p: os.path.getmtime(p) for p in work.glob('dc40_csgd1*')} == stamps
+    assert (work / 'dc40_csgd1_important_log.txt').read_text().splitlines() == log
+
+
+def test_magnitude1_files_keys_and_eval(work, synthetic_dir):
+    run(['magnitude1', '--data_dir', synthetic_dir, '--max_epochs', '1'] + TARGET + TINY, work)
+    plans = np.load(work / 'dc40_equivalent_eqcls_magnitude1.npy', allow_pickle=True).item()
+    assert len(plans[1]) == 1 and sorted(plans[1][0]) == [0, 1]   # dropped one joins the kept one
+    target = [4] + [1] * 12 + [28] + [1] * 12 + [52] + [1] * 12
+    for name in ('dc40_magnitude1_prunedweights.hdf5', 'magnitude1_trained.hdf5'):
+        with h5py.File(work / name, 'r') as f:
+            assert f['deps'][()].tolist() == target
+            assert f['stage1+block0+conv1+kernel:0'].shape == (3, 3, 4, 1)
+            assert f['stage1+block1+block1+gamma:0'].shape == (5,)
+            assert f['fc10+kernel:0'].shape == (4 + 28 + 52 - 28 - 4 + 12, 10)
+            assert 'fc10+bias:0' in f and 'bnlast+moving_variance:0' in f
+    log = (work / 'dc40_magnitude1_important_log.txt').read_text()
+    assert 'eval after finetuning' in log and 'eval after magnitude pruning' in log
+    out = run(['eval', 'magnitude1_trained.hdf5', '--data_dir', synthetic_dir], work).stdout
+    assert 'precision @ 1 = ' in out
+    record = (work / 'origin_dc40_eval_record.txt').read_text().splitlines()
+    assert len(record) == 1 and record[0].split()[1] == 'magnitude1_trained.hdf5'
+
+
+def test_bad_input_gives_one_clear_error(tmp_path, synthetic_dir):
+    result = run(['prune'], tmp_path, check=False)
+    assert result.returncode == 2 and 'error: unknown mode' in result.stderr
+    result = run(['csgd1', '--data_dir', synthetic_dir], tmp_path, check=False)
+    assert result.returncode == 2 and 'run `csgd_standalone.py train` first' in result.stderr
+    hdf5_io.save_hdf5(str(tmp_path / 'vc.hdf5'), {'v0/cg/conv0/conv2d/kernel': np.zeros(3)},
+                      deps=[64] * 13)
+    result = run(['magnitude1', '--data_dir', synthetic_dir, '--init_hdf5', 'vc.hdf5'], tmp_path,
+                 check=False)
+    assert result.returncode == 2 and 'another architecture' in result.stderr
+    result = run(['eval', 'vc.hdf5', '--data_dir', synthetic_dir], tmp_path, check=False)
+    assert result.returncode == 2 and 'another architecture' in result.stderr
+    assert 'Traceback' not in result.stderr
