@@ -46,7 +46,7 @@ def base_train_config(s, num_examples):
                        lr_boundaries=_boundaries(s, s.max_epochs, num_examples),
                        weight_decay=s.weight_decay, l2_filter=kernels_only,
                        display_every=s.display_every, snapshot_every=s.train_snapshot_steps,
-                       checkpoint_every=s.checkpoint_every)
+                       checkpoint_every=s.checkpoint_every, precision=s.precision)
 
 
 def search_config(s, num_examples):
@@ -54,7 +54,7 @@ def search_config(s, num_examples):
                        batch_size=s.batch_size, lr_values=(s.search_lr,),
                        weight_decay=s.weight_decay, l2_filter=kernels_only,
                        display_every=s.display_every, snapshot_every=s.search_snapshot_steps,
-                       checkpoint_every=s.checkpoint_every)
+                       checkpoint_every=s.checkpoint_every, precision=s.precision)
 
 
 def finetune_config(s, num_examples):
@@ -63,7 +63,8 @@ def finetune_config(s, num_examples):
                        lr_boundaries=_boundaries(s, s.finetune_epochs, num_examples),
                        warmup_steps=_steps(s.finetune_warmup_epochs, num_examples, s.batch_size),
                        weight_decay=s.weight_decay, l2_filter=kernels_only,
-                       display_every=s.display_every, checkpoint_every=s.checkpoint_every)
+                       display_every=s.display_every, checkpoint_every=s.checkpoint_every,
+                       precision=s.precision)
 
 
 def record_line(model_name, path, result, comment=None, loss_decimals=8):
@@ -74,8 +75,8 @@ def record_line(model_name, path, result, comment=None, loss_decimals=8):
 
 
 def masked_builder_factory(target_layers, search=False):
-    return lambda images, phase_train: MaskedConvNetBuilder(images, phase_train, target_layers,
-                                                            search=search)
+    return lambda images, phase_train, **options: MaskedConvNetBuilder(
+        images, phase_train, target_layers, search=search, **options)
 
 
 def evaluate_weights(model, weight_file, data_dir, batch_size, source):

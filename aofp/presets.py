@@ -34,6 +34,7 @@ class AofpSettings:
     display_every: int = 100
     eval_batch_size: int = 500
     checkpoint_every: int = 2000
+    precision: str = 'fp32'
 
 
 PRESETS = {

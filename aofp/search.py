@@ -105,18 +105,16 @@ class AofpSearch:
         return [layer.mask.copy() for layer in self.layers]
 
     def step_masks(self):
-        """Draw this step's random drops: [(base_mask, score_mask)] per layer."""
-        self._dropped, pairs = [], []
+        """Draw this step's random drops: [(base_mask, dropped filter indices)] per layer; the
+        score path of a layer is its base mask with the dropped filters also set to 0."""
+        self._dropped = []
         for layer in self.layers:
             s = len(layer.space)
             num_drop = 1 if self.single_dropout else s // 2
             drop = self.rng.choice(layer.space, num_drop, replace=False) if num_drop else \
                 np.zeros(0, np.int64)
-            score = layer.mask.copy()
-            score[drop] = 0.0
-            self._dropped.append(drop)
-            pairs.append((layer.mask.copy(), score))
-        return pairs
+            self._dropped.append(np.sort(drop).astype(np.int32))
+        return [(layer.mask.copy(), drop) for layer, drop in zip(self.layers, self._dropped)]
 
     def record(self, step, metrics):
         """Credit this step's metric of each layer to its dropped filters, then run the decisions.

@@ -21,7 +21,7 @@ class SearchHook(TrainHook):
         self.trainer = trainer
         builder = trainer.builder
         self.base_masks = [builder.base_masks[i] for i in self.target_layers]
-        self.score_masks = [builder.score_masks[i] for i in self.target_layers]
+        self.dropped = [builder.dropped_filters[i] for i in self.target_layers]
         self.metrics = [builder.metrics[i] for i in self.target_layers]
 
     def after_create_session(self, session, step):
@@ -29,10 +29,10 @@ class SearchHook(TrainHook):
 
     def before_step(self, step):
         feed = {}
-        for base, score, (base_value, score_value) in zip(self.base_masks, self.score_masks,
-                                                          self.search.step_masks()):
-            feed[base] = base_value
-            feed[score] = score_value
+        for base, dropped, (mask, drop) in zip(self.base_masks, self.dropped,
+                                               self.search.step_masks()):
+            feed[base] = mask
+            feed[dropped] = drop
         return feed
 
     def fetches(self):

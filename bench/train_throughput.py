@@ -1,12 +1,22 @@
-"""Training throughput (images/s) of this project's graph-mode trainer against the same architecture
-in Keras 3 `model.fit`, in one invocation: runs alternate between the two, each in its own worker
-process (Keras 3 needs eager TF2, the trainer uses v1 graph mode), and the ratios are printed.
+"""The project's speed benchmark: in one invocation, training images/s of this project against the
+same architecture in Keras 3 `model.fit` and in PyTorch eager (when torch is importable), plus the
+project's own figures, each as a ratio to a baseline measured in the same invocation.
 
-    python bench/train_throughput.py                       # vc and dc40, batch 64, 3 rounds
-    python bench/train_throughput.py --models vc --rounds 1 --steps 20
+    python bench/train_throughput.py                       # everything, 3 rounds
+    python bench/train_throughput.py --sections train --models vc --rounds 1
 
-Every run trains on one fixed in-memory batch (no input pipeline cost), NHWC, fp32, Nesterov
-momentum 0.9, L2 1e-4 on kernels, BN decay 0.9 / eps 1e-3; the first `--warmup` steps are not timed.
+Sections:
+  train     vc and dc40 training, batch 64, fp32, NHWC/channels-last, Nesterov momentum 0.9, L2 1e-4
+            on kernels, BN decay 0.9 / eps 1e-3, one fixed in-memory batch: ours vs Keras vs PyTorch
+  bf16      the same with bfloat16 compute (ours: --precision bf16; PyTorch: CPU autocast)
+  pipeline  vc training fed from the real tfrecords (decode, pad-crop-flip, shuffle) vs in memory
+  aofp      vc training step with the AOFP search (all 13 layers) vs a plain vc step
+  csgd      dc40 training step with C-SGD (all 39 layers clustered, 3-3-3) vs a plain dc40 step
+  eval      evaluation images/s (vc, test split, batch 500, median of 5 exact passes)
+  infer     inference of a pruned vc (-65.8% FLOPs) vs the full vc, at batch 64 and batch 1
+Every measurement runs in its own worker process (Keras 3 needs eager TF2, the project uses v1 graph
+mode; each process's peak RSS is reported); runs of one comparison alternate within each round and
+the medians over the rounds are compared. The first --warmup steps of each run are not timed.
 """
 
 import argparse
@@ -15,42 +25,137 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-FRAMEWORKS = ('ours', 'keras', 'torch')
+SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer')
+PRUNED_VC = (40, 40, 72, 80, 152, 152, 152, 288, 288, 288, 256, 256, 256)
+SUBSET = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
 
 
-def _result(images_per_sec):
+def _result(images_per_sec, **extra):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print('RESULT ' + json.dumps({'images_per_sec': images_per_sec, 'peak_rss_mb': peak}))
+    print('RESULT ' + json.dumps(dict(images_per_sec=images_per_sec, peak_rss_mb=peak, **extra)))
 
 
-# -- this project -------------------------------------------------------------------------------------
-def run_ours(args):
-    import tempfile
+def _deps(args, model):
+    return tuple(int(d) for d in args.deps.split(',')) if args.deps else model.default_deps
+
+
+# -- this project ---------------------------------------------------------------------------------
+def _train_ours(args, builder_factory=None, grad_handler=None, hooks=()):
+    from tf_benchmarks.convnet_builder import ConvNetBuilder
     from tf_benchmarks.input_pipeline import InMemoryBatch
     from tf_benchmarks.models import get_model
     from tf_benchmarks.trainer import TrainConfig, TrainHook, Trainer
 
-    class Timer(TrainHook):
-        times = []
+    times = []
 
+    class Timer(TrainHook):
         def after_step(self, step, values):
-            self.times.append(time.perf_counter())
+            times.append(time.perf_counter())
 
     config = TrainConfig(num_steps=args.warmup + args.steps, batch_size=args.batch_size,
                          lr_values=[0.01], display_every=10 ** 9, summary_every=0,
-                         checkpoint_every=0, checkpoint_secs=float('inf'))
-    timer = Timer()
+                         checkpoint_every=0, checkpoint_secs=float('inf'),
+                         precision=args.precision)
+    model = get_model(args.model)
+    deps = _deps(args, model)
+    data = args.data if args.data != 'memory' else InMemoryBatch()
     with tempfile.TemporaryDirectory() as train_dir:
-        model = get_model(args.model)
-        Trainer(model, model.default_deps, InMemoryBatch(), config, train_dir, hooks=[timer],
-                log=lambda *_: None).run()
-    t = timer.times
-    _result(args.steps * args.batch_size / (t[-1] - t[args.warmup - 1]))
+        trainer = Trainer(model, deps, data, config, train_dir, hooks=[Timer()] + list(hooks),
+                          builder_factory=builder_factory or ConvNetBuilder,
+                          grad_handler=grad_handler(model.trace(deps)) if grad_handler else None,
+                          log=lambda *_: None)
+        trainer.run()
+    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
+
+
+def run_ours(args):
+    _train_ours(args)
+
+
+def run_aofp(args):
+    """A vc step with all 13 layers searched (no decisions in the timed steps)."""
+    import numpy as np
+    from aofp.pipeline import masked_builder_factory
+    from aofp.search import AofpSearch
+    from aofp.search_hook import SearchHook
+    from tf_benchmarks.models import get_model
+    deps = get_model('vc').default_deps
+    layers = list(range(len(deps)))
+    search = AofpSearch([np.ones(d, np.float32) for d in deps], 10 ** 9, 0.01, 0,
+                        lambda widths: 0.0, 1.0)
+    hook = SearchHook(search, layers, os.devnull, remain_log_steps=0)
+    _train_ours(args, masked_builder_factory(layers, search=True), hooks=[hook])
+
+
+def run_csgd(args):
+    """A dc40 step with C-SGD on all 39 layers (k-means-free even clusters to the 3-3-3 widths)."""
+    from csgd import clustering
+    from csgd.centripetal import CentripetalHandler
+    from csgd.pipeline import with_stage_widths
+    from tf_benchmarks.models import get_model
+    deps = get_model('dc40').default_deps
+    target = with_stage_widths(deps, '3-3-3')
+
+    def handler(trace):
+        plans = {l: clustering.even_clusters(d, t) for l, (d, t) in enumerate(zip(deps, target))}
+        return CentripetalHandler(trace, plans, clustering.bn_channel_clusters(trace, plans),
+                                  1e-4, 3e-3)
+    _train_ours(args, grad_handler=handler)
+
+
+def _random_weights(trace):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    return {n: (np.abs(rng.normal(1, 0.1, v.shape)) if n.endswith('variance') else
+                rng.normal(0, 0.05, v.shape)).astype(np.float32) for n, v in trace.variables.items()}
+
+
+def run_eval(args):
+    from tf_benchmarks.evaluation import Evaluator
+    from tf_benchmarks.models import get_model
+    model = get_model(args.model)
+    deps = _deps(args, model)
+    speeds = []
+    with Evaluator(model, deps, args.data, batch_size=500) as evaluator:
+        evaluator.load(_random_weights(model.trace(deps)))
+        evaluator.evaluate()
+        for _ in range(5):
+            start = time.perf_counter()
+            result = evaluator.evaluate()
+            speeds.append(result.num_examples / (time.perf_counter() - start))
+    _result(sorted(speeds)[2])
+
+
+def run_infer(args):
+    import numpy as np
+    from tf_benchmarks import session
+    from tf_benchmarks.convnet_builder import ConvNetBuilder
+    from tf_benchmarks.models import get_model
+    from tf_benchmarks.trainer import key_variables, load_weights
+    tf = session.tf
+    model = get_model(args.model)
+    deps = _deps(args, model)
+    images = np.random.default_rng(0).uniform(-1, 1, (args.batch_size, 32, 32, 3))
+    with tf.Graph().as_default() as graph:
+        inputs = tf.constant(images.astype(np.float32))
+        builder = ConvNetBuilder(inputs, phase_train=False)
+        logits = model.build(builder, deps).tensor
+        with tf.Session(graph=graph, config=session.session_config()) as sess:
+            load_weights(sess, key_variables(builder.trace), _random_weights(builder.trace), 'w')
+            runs = max(args.steps, 200 // args.batch_size)
+            for _ in range(args.warmup):
+                sess.run(logits.op)
+            start = time.perf_counter()
+            for _ in range(runs):
+                sess.run(logits.op)
+            elapsed = time.perf_counter() - start
+    _result(runs * args.batch_size / elapsed)
 
 
 # -- Keras 3 --------------------------------------------------------------------------------------
@@ -164,6 +269,7 @@ def torch_model(name):
 
 
 def run_torch(args):
+    import contextlib
     import torch
     model = torch_model(args.model).to(memory_format=torch.channels_last)
     kernels = [p for p in model.parameters() if p.dim() >= 2]
@@ -175,30 +281,141 @@ def run_torch(args):
         memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch_size,))
     loss_fn = torch.nn.CrossEntropyLoss()
+    autocast = (torch.autocast('cpu', dtype=torch.bfloat16) if args.precision == 'bf16'
+                else contextlib.nullcontext())
     times = []
     model.train()
     for _ in range(args.warmup + args.steps):
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with autocast:
+            loss = loss_fn(model(x), y)
+        loss.backward()
         optimizer.step()
         times.append(time.perf_counter())
     _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
 
 
-WORKERS = {'ours': run_ours, 'keras': run_keras, 'torch': run_torch}
+WORKERS = {'ours': run_ours, 'keras': run_keras, 'torch': run_torch, 'aofp': run_aofp,
+           'csgd': run_csgd, 'eval': run_eval, 'infer': run_infer}
 
 
-# -- orchestration ---------------------------------------------------------------------------------
-def run_worker(framework, model, args):
-    cmd = [sys.executable, os.path.abspath(__file__), '--worker', framework, '--models', model,
-           '--steps', str(args.steps), '--warmup', str(args.warmup),
-           '--batch_size', str(args.batch_size)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in proc.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
-    raise RuntimeError('%s/%s failed:\n%s' % (framework, model, proc.stderr[-3000:]))
+# -- orchestration --------------------------------------------------------------------------------
+class Job:
+    """One kind of measurement: a worker with its arguments, measured once per round."""
+
+    def __init__(self, key, worker, model, precision='fp32', data='memory', deps=None,
+                 batch_size=None):
+        self.key, self.worker, self.model = key, worker, model
+        self.precision, self.data, self.deps, self.batch_size = precision, data, deps, batch_size
+        self.results = []
+
+    def run(self, args):
+        cmd = [sys.executable, os.path.abspath(__file__), '--worker', self.worker,
+               '--models', self.model, '--steps', str(args.steps), '--warmup', str(args.warmup),
+               '--batch_size', str(self.batch_size or args.batch_size),
+               '--precision', self.precision, '--data', self.data]
+        if self.deps:
+            cmd += ['--deps', ','.join(map(str, self.deps))]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        for line in proc.stdout.splitlines():
+            if line.startswith('RESULT '):
+                result = json.loads(line[len('RESULT '):])
+                self.results.append(result)
+                print('  %-26s %8.1f images/s   peak RSS %5.0f MB' % (
+                    self.key, result['images_per_sec'], result['peak_rss_mb']), flush=True)
+                return
+        raise RuntimeError('%s failed:\n%s' % (self.key, proc.stderr[-3000:]))
+
+    @property
+    def median(self):
+        values = sorted(r['images_per_sec'] for r in self.results)
+        return values[len(values) // 2]
+
+    @property
+    def peak_rss_mb(self):
+        return max(r['peak_rss_mb'] for r in self.results)
+
+
+def _data_dir(args):
+    if args.data_dir:
+        return args.data_dir
+    from datasets import download_and_convert_cifar10 as converter
+    path = tempfile.mkdtemp(prefix='bench_cifar10_')
+    if os.path.exists(os.path.join(SUBSET, 'data_batch_1')):
+        converter.run(path, batches_dir=SUBSET)
+    else:
+        converter.run(path, synthetic=6000)
+    return path
+
+
+def plan(args, frameworks, data):
+    """Groups of jobs whose runs alternate; each group is one comparison."""
+    models, sections, groups = args.models.split(','), args.sections.split(','), []
+    ours = {m: Job('%s ours' % m, 'ours', m) for m in models}
+    if 'train' in sections:
+        for m in models:
+            groups.append([ours[m]] + [Job('%s %s' % (m, fw), fw, m) for fw in frameworks
+                                       if fw != 'ours'])
+    if 'bf16' in sections:
+        for m in models:
+            groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16')] +
+                          ([Job('%s torch bf16' % m, 'torch', m, 'bf16')]
+                           if 'torch' in frameworks else []))
+    if 'pipeline' in sections and 'vc' in models:
+        groups.append([ours['vc'], Job('vc ours tfrecords', 'ours', 'vc', data=data)])
+    if 'aofp' in sections and 'vc' in models:
+        groups.append([ours['vc'], Job('vc AOFP search', 'aofp', 'vc')])
+    if 'csgd' in sections and 'dc40' in models:
+        groups.append([ours['dc40'], Job('dc40 C-SGD', 'csgd', 'dc40')])
+    if 'eval' in sections and 'vc' in models:
+        groups.append([Job('vc eval', 'eval', 'vc', data=data)])
+    if 'infer' in sections and 'vc' in models:
+        for batch in (64, 1):
+            groups.append([Job('vc infer full b%d' % batch, 'infer', 'vc', batch_size=batch),
+                           Job('vc infer pruned b%d' % batch, 'infer', 'vc', deps=PRUNED_VC,
+                               batch_size=batch)])
+    return groups
+
+
+def report(groups, frameworks):
+    jobs = {}
+    for group in groups:
+        for job in group:
+            jobs[job.key] = job
+    rows = [('measurement', 'images/s (median)', 'ratio', 'target')]
+
+    def ratio(a, b, target=''):
+        if a in jobs and b in jobs:
+            rows.append(('%s / %s' % (a, b), '', '%.2fx' % (jobs[a].median / jobs[b].median),
+                         target))
+    for key, job in jobs.items():
+        rows.append((key, '%.1f' % job.median, '', ''))
+    for m, target_torch, target_keras in (('vc', '>= 1.15x', '>= 1.5x'), ('dc40', '>= 1.0x', '')):
+        ratio('%s ours' % m, '%s torch' % m, target_torch)
+        ratio('%s ours' % m, '%s keras' % m, target_keras)
+        ratio('%s ours bf16' % m, '%s ours' % m)
+        ratio('%s ours bf16' % m, '%s torch bf16' % m)
+    ratio('vc ours tfrecords', 'vc ours', '>= 0.97x')
+    if 'vc AOFP search' in jobs and 'vc ours' in jobs:
+        rows.append(('AOFP search step / plain vc step', '', '%.2fx' % (
+            jobs['vc ours'].median / jobs['vc AOFP search'].median), '<= 1.35x'))
+    if 'dc40 C-SGD' in jobs and 'dc40 ours' in jobs:
+        rows.append(('C-SGD step / plain dc40 step', '', '%.2fx' % (
+            jobs['dc40 ours'].median / jobs['dc40 C-SGD'].median), '<= 1.05x'))
+    for batch in (64, 1):
+        ratio('vc infer pruned b%d' % batch, 'vc infer full b%d' % batch,
+              '>= 2.2x' if batch == 64 else '')
+    if 'vc ours tfrecords' in jobs:
+        rows.append(('peak RSS of vc training (tfrecords), MB', '%.0f'
+                     % jobs['vc ours tfrecords'].peak_rss_mb, '', '<= 2500'))
+    width = [max(len(r[i]) for r in rows) for i in range(4)]
+    for i, row in enumerate(rows):
+        print('| ' + ' | '.join(c.ljust(w) for c, w in zip(row, width)) + ' |')
+        if i == 0:
+            print('|' + '|'.join('-' * (w + 2) for w in width) + '|')
+    return {key: {'median_images_per_sec': job.median, 'runs': job.results}
+            for key, job in jobs.items()}
 
 
 def _importable(module):
@@ -208,13 +425,20 @@ def _importable(module):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--sections', default=','.join(SECTIONS))
     parser.add_argument('--models', default='vc,dc40')
-    parser.add_argument('--frameworks', default=','.join(FRAMEWORKS))
+    parser.add_argument('--frameworks', default='ours,keras,torch')
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--steps', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--batch_size', type=int, default=64)
+    parser.add_argument('--data_dir', help='tfrecords for the pipeline/eval sections (default: '
+                        'the real CIFAR-10 subset converted to a temporary folder)')
+    parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--worker', choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument('--precision', default='fp32', help=argparse.SUPPRESS)
+    parser.add_argument('--data', default='memory', help=argparse.SUPPRESS)
+    parser.add_argument('--deps', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         args.model = args.models
@@ -224,22 +448,35 @@ def main():
     if 'torch' in frameworks and not _importable('torch'):
         print('torch is not importable: PyTorch runs skipped (pip install torch==2.13.0)')
         frameworks.remove('torch')
-    results = {}
-    for model in args.models.split(','):
-        for r in range(args.rounds):
-            for fw in frameworks if r % 2 == 0 else frameworks[::-1]:
-                res = run_worker(fw, model, args)
-                results.setdefault((model, fw), []).append(res['images_per_sec'])
-                print('%-5s %-6s round %d: %7.1f images/s  (peak RSS %.0f MB)'
-                      % (model, fw, r + 1, res['images_per_sec'], res['peak_rss_mb']), flush=True)
-    print('\nmodel  framework  images/s (median of %d)  ratio ours/framework' % args.rounds)
-    for model in args.models.split(','):
-        ours = sorted(results[(model, 'ours')])[len(results[(model, 'ours')]) // 2]
-        for fw in frameworks:
-            values = sorted(results[(model, fw)])
-            median = values[len(values) // 2]
-            print('%-6s %-10s %8.1f  %s' % (model, fw, median,
-                                             '' if fw == 'ours' else '%.2fx' % (ours / median)))
+    sections = args.sections.split(',')
+    data = _data_dir(args) if {'pipeline', 'eval'} & set(sections) else 'memory'
+    groups = plan(args, frameworks, data)
+    start = time.time()
+    for r in range(args.rounds):
+        print('round %d/%d' % (r + 1, args.rounds), flush=True)
+        done = set()
+        for group in groups:
+            for job in (group if r % 2 == 0 else group[::-1]):
+                if job.key not in done:
+                    job.run(args)
+                    done.add(job.key)
+    print('\n%d rounds in %.0f s; batch %d, %s\n' % (args.rounds, time.time() - start,
+                                                     args.batch_size, _machine()))
+    results = report(groups, frameworks)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'machine': _machine(), 'args': vars(args), 'results': results}, f, indent=1)
+
+
+def _machine():
+    import platform
+    cpu = 'unknown CPU'
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(l.split(':', 1)[1].strip() for l in f if l.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return '%s, %d cores, Python %s' % (cpu, os.cpu_count(), platform.python_version())
 
 
 if __name__ == '__main__':

@@ -37,7 +37,7 @@ def _config(s, epochs, lr_values, fractions, num_examples, **kwargs):
                        lr_boundaries=[int(round(f * epochs, 6) * per_epoch) for f in fractions],
                        display_every=s.display_every, checkpoint_every=s.checkpoint_every,
                        snapshot_every=s.snapshot_steps, double_gradient_keywords=BIAS_ONLY,
-                       **kwargs)
+                       precision=s.precision, **kwargs)
 
 
 def with_stage_widths(deps, spec):

@@ -33,6 +33,7 @@ class CsgdSettings:
     checkpoint_every: int = 2000
     eval_batch_size: int = 500
     eval_command_batch_size: int = 250
+    precision: str = 'fp32'
 
 
 HALF_WIDTH_DC40 = tuple([8] + [6] * 12 + [80] + [6] * 12 + [152] + [6] * 12)
@@ -40,7 +41,7 @@ HALF_WIDTH_DC40 = tuple([8] + [6] * 12 + [80] + [6] * 12 + [152] + [6] * 12)
 PRESETS = {
     'paper': CsgdSettings(),
     'smoke': CsgdSettings(
-        deps=HALF_WIDTH_DC40, train_epochs=8, train_lr_values=(0.1, 0.01, 0.001),
+        deps=HALF_WIDTH_DC40, train_epochs=6, train_lr_values=(0.1, 0.01, 0.001),
         max_epochs=4, lr_values=(0.01, 0.001, 1e-4, 1e-5), lr_epoch_fractions=(0.6, 0.85, 0.95),
         centri_strength=10.0,
         snapshot_steps=0, display_every=20, checkpoint_every=200),

@@ -6,7 +6,9 @@ from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.pipeline import AofpPruning, evaluate_weights
 from aofp.presets import PRESETS
 from tf_benchmarks import hdf5_io
+from tf_benchmarks.convnet_builder import ConvNetBuilder
 from tf_benchmarks.evaluation import predict_logits
+from tf_benchmarks.network_trace import Node
 from tf_benchmarks.models import get_model
 from tf_benchmarks.session import tf
 from helpers import random_images, random_weights
@@ -25,29 +27,86 @@ def _random_masks(deps, seed):
     return masks
 
 
-def test_metrics_are_zero_when_nothing_is_dropped_and_positive_otherwise():
+class LiteralScorePathBuilder(ConvNetBuilder):
+    """The original's definition, literally: a score tensor a_i * score_mask_i carried through the
+    pooling/flatten and a full shadow of the next layer (the reference for the fast graph)."""
+
+    def __init__(self, images, layers, masks, scores):
+        super().__init__(images, phase_train=True)
+        self.masks, self.scores, self.metrics, self.pending = masks, scores, {}, None
+
+    def _after_conv(self, index, node):
+        if self.pending is not None:
+            conv = self.trace.convs[index]
+            shadow = tf.nn.conv2d(self.pending[1], self.variables[conv.kernel], [1, 1, 1, 1], 'SAME')
+            shadow, _, _ = tf.nn.fused_batch_norm(shadow, self.variables[conv.bn + '/gamma'],
+                                                  self.variables[conv.bn + '/beta'], epsilon=1e-3)
+            self._metric(node.tensor, tf.nn.relu(shadow))
+        self.pending = (index, node.tensor * self.scores[index])
+        return Node(node.tensor * self.masks[index], node.spec)
+
+    def _after_affine(self, index, node):
+        if self.pending is not None:
+            layer = self.trace.affines[index]
+            shadow = tf.nn.xw_plus_b(self.pending[1], self.variables[layer.kernel],
+                                     self.variables[layer.bias])
+            self._metric(node.tensor, tf.nn.relu(shadow))
+        return node
+
+    def _metric(self, normal, shadow):
+        self.metrics[self.pending[0]] = tf.reduce_mean(tf.square(normal - shadow)) / \
+            tf.reduce_mean(tf.square(normal))
+        self.pending = None
+
+    def _emit_pool(self, kind, x, ksize, strides, mode):
+        if self.pending is not None:
+            self.pending = (self.pending[0], super()._emit_pool(kind, self.pending[1], ksize,
+                                                                strides, mode))
+        return super()._emit_pool(kind, x, ksize, strides, mode)
+
+    def _emit_flatten(self, x, size):
+        if self.pending is not None:
+            self.pending = (self.pending[0], super()._emit_flatten(self.pending[1], size))
+        return super()._emit_flatten(x, size)
+
+
+def _metrics(builder_fn, weights, feed_fn):
     vc = get_model('vc')
-    weights = random_weights(vc.trace(DEPS), 0)
     with tf.Graph().as_default():
-        images = tf.constant(random_images(8))
-        builder = MaskedConvNetBuilder(images, True, LAYERS, search=True)
+        builder = builder_fn(tf.constant(random_images(8)))
         vc.build(builder, DEPS)
-        assert sorted(builder.metrics) == LAYERS
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
             for name, var in builder.variables.items():
                 var.load(weights[name], sess)
-            metrics = [builder.metrics[i] for i in LAYERS]
-            masks = _random_masks(DEPS, 1)
-            feed = {builder.base_masks[i]: masks[i] for i in LAYERS}
-            feed.update({builder.score_masks[i]: masks[i] for i in LAYERS})
-            assert sess.run(metrics, feed) == [0.0] * 13
-            for i in LAYERS:
-                score = masks[i].copy()
-                score[np.flatnonzero(score)[0]] = 0.0
-                feed[builder.score_masks[i]] = score
-            values = sess.run(metrics, feed)
-    assert all(v > 0 for v in values) and all(np.isfinite(values))
+            return sess.run([builder.metrics[i] for i in LAYERS], feed_fn(builder))
+
+
+def test_metrics_equal_the_literal_definition_and_vanish_without_drops():
+    weights = random_weights(get_model('vc').trace(DEPS), 0)
+    masks = _random_masks(DEPS, 1)
+    rng = np.random.default_rng(2)
+    dropped, scores = {}, {}
+    for i in LAYERS:
+        alive = np.flatnonzero(masks[i])
+        dropped[i] = np.sort(rng.choice(alive, max(1, len(alive) // 2), replace=False))
+        scores[i] = masks[i].copy()
+        scores[i][dropped[i]] = 0.0
+
+    def feed(builder, drops):
+        values = {builder.base_masks[i]: masks[i] for i in LAYERS}
+        values.update({builder.dropped_filters[i]: drops[i].astype(np.int32) for i in LAYERS})
+        return values
+
+    fast = _metrics(lambda x: MaskedConvNetBuilder(x, True, LAYERS, search=True), weights,
+                    lambda b: feed(b, dropped))
+    literal = _metrics(lambda x: LiteralScorePathBuilder(x, LAYERS, masks, scores), weights,
+                       lambda b: {})
+    assert all(v > 1e-4 for v in literal)
+    np.testing.assert_allclose(fast, literal, rtol=1e-5, atol=1e-9)
+    none = _metrics(lambda x: MaskedConvNetBuilder(x, True, LAYERS, search=True), weights,
+                    lambda b: feed(b, {i: np.zeros(0, np.int32) for i in LAYERS}))
+    assert none == [0.0] * 13
 
 
 def test_pruned_model_equals_the_masked_model():

@@ -96,6 +96,20 @@ def test_gradient_doubling_and_handler_see_the_right_gradients(synthetic_dir, tm
     assert seen['v0/cg/conv0/batchnorm0/gamma'].op.type != 'Mul'
     l2 = [op for op in trainer.graph.get_operations() if op.type == 'L2Loss']
     assert len(l2) == 15  # 13 conv kernels + 2 dense kernels, no vectors
+    # the weight decay is exactly the gradient of cross-entropy + wd * sum(l2_loss(kernels))
+    with trainer.graph.as_default():
+        names = ['v0/cg/conv3/conv2d/kernel', 'v0/cg/conv3/batchnorm3/gamma',
+                 'v0/cg/affine1/dense/bias']
+        variables = [trainer.key_variables[n] for n in names]
+        reference = tf.gradients(trainer.loss, variables)
+        with tf.Session() as sess:
+            sess.run(trainer.init_op)
+            sess.run(tf.local_variables_initializer())
+            values = sess.run([seen[n] for n in names] + reference, {trainer.images: np.ones(
+                trainer.images.shape.as_list(), np.float32), trainer.labels: np.arange(8) % 10})
+    np.testing.assert_allclose(values[0], values[3], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(values[1], values[4], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(values[2], 2 * values[5], rtol=1e-5, atol=1e-7)
 
 
 def test_nan_loss_stops_with_a_clear_error(synthetic_dir, tmp_path):

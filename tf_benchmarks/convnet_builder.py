@@ -20,13 +20,16 @@ class ConvNetBuilder(NetworkBuilder):
     """Builds the graph of a model's builder calls; `phase_train` selects batch/moving statistics.
 
     In training mode each BN adds its two moving-average assigns (decay `bn_decay`,
-    zero_debias=False) to `self.update_ops` (also to the UPDATE_OPS collection).
+    zero_debias=False) to `self.update_ops` (also to the UPDATE_OPS collection). With
+    `conv_dtype=tf.bfloat16` the convolutions compute in bfloat16 (inputs and kernels cast, outputs
+    cast back); variables, activations, BN, pooling, FC layers and logits stay float32, because the
+    CPU's bfloat16 batch norm and element-wise kernels are slower than the float32 ones.
     """
 
-    def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, dtype=tf.float32):
+    def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, conv_dtype=tf.float32):
         shape = images.shape.as_list()[1:]
         super().__init__(images, tuple(shape), phase_train, bn_decay, bn_epsilon)
-        self.dtype = dtype
+        self.conv_dtype = conv_dtype
         self.update_ops = []
         self.variables = {}  # full name -> tf.Variable, for layers that reuse them
 
@@ -42,11 +45,16 @@ class ConvNetBuilder(NetworkBuilder):
         self.variables[full_name] = var
         return var
 
-    def _cast(self, var):
-        return var if self.dtype == tf.float32 else tf.cast(var, self.dtype)
-
     def _emit_conv(self, x, kernel, strides, mode):
-        return tf.nn.conv2d(x, self._cast(kernel), [1, strides[0], strides[1], 1], mode)
+        return self.conv2d(x, kernel, strides, mode)
+
+    def conv2d(self, x, kernel, strides, mode):
+        """NHWC convolution in `conv_dtype`, float32 in and out."""
+        if self.conv_dtype == tf.float32:
+            return tf.nn.conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
+        y = tf.nn.conv2d(tf.cast(x, self.conv_dtype), tf.cast(kernel, self.conv_dtype),
+                         [1, strides[0], strides[1], 1], mode)
+        return tf.cast(y, tf.float32)
 
     def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
         if self.phase_train:
@@ -78,4 +86,4 @@ class ConvNetBuilder(NetworkBuilder):
         return tf.reshape(x, [-1, size])
 
     def _emit_affine(self, x, kernel, bias):
-        return tf.nn.xw_plus_b(x, self._cast(kernel), self._cast(bias))
+        return tf.nn.xw_plus_b(x, kernel, bias)

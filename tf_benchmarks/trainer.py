@@ -37,6 +37,7 @@ class TrainConfig:
     double_gradient_keywords: Sequence[str] = ('bias', 'beta')
     augmentation: bool = True
     shuffle: bool = True
+    precision: str = 'fp32'                    # 'bf16': bfloat16 convolutions, float32 variables
     display_every: int = 100
     summary_every: int = 100
     checkpoint_every: int = 2000               # steps between resumable checkpoints
@@ -49,6 +50,8 @@ class TrainConfig:
     def __post_init__(self):
         if len(self.lr_values) != len(self.lr_boundaries) + 1:
             raise ValueError('need one more LR value than boundaries')
+        if self.precision not in ('fp32', 'bf16'):
+            raise UserError('precision must be fp32 or bf16, got %r' % (self.precision,))
 
 
 class TrainHook:
@@ -127,7 +130,8 @@ class Trainer:
     `batches(batch_size, augmentation, shuffle, seed)` (see input_pipeline). `init_weights`
     (name -> array) initialize the key variables unless `train_dir` holds a checkpoint to resume
     from. `grad_handler(grads_and_vars) -> grads_and_vars` runs after gradient doubling and
-    before `apply_gradients`. `builder_factory(images, phase_train)` returns the ConvNetBuilder.
+    before `apply_gradients`. `builder_factory(images, phase_train, conv_dtype)` returns the
+    ConvNetBuilder.
     """
 
     def __init__(self, model, deps, data, config, train_dir, init_weights=None, hooks=(),
@@ -160,20 +164,26 @@ class Trainer:
         c = self.config
         tf.set_random_seed(c.seed)
         self.images, self.labels = self.data.batches(c.batch_size, c.augmentation, c.shuffle, c.seed)
-        self.builder = self.builder_factory(self.images, phase_train=True)
+        conv_dtype = tf.bfloat16 if c.precision == 'bf16' else tf.float32
+        self.builder = self.builder_factory(self.images, phase_train=True, conv_dtype=conv_dtype)
         self.logits = self.model.build(self.builder, self.deps).tensor
         self.trace = self.builder.trace
         self.cross_entropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=self.labels, logits=self.logits))
         trainable = tf.trainable_variables()
         l2_vars = [v for v in trainable if c.l2_filter(v.op.name, v.shape.as_list())]
-        self.loss = self.cross_entropy
-        if c.weight_decay and l2_vars:
-            self.loss += c.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in l2_vars])
+        # L2 as in the loss, wd * sum(l2_loss(v)), but added to the gradients directly (the same
+        # gradient, wd * v) so the penalty itself is only computed for the summaries.
+        self.l2_penalty = (c.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in l2_vars])
+                           if c.weight_decay and l2_vars else tf.constant(0.0))
+        self.loss = self.cross_entropy + self.l2_penalty
         self.global_step = tf.train.get_or_create_global_step()
         self.learning_rate = learning_rate(self.global_step, c)
         optimizer = tf.train.MomentumOptimizer(self.learning_rate, c.momentum, use_nesterov=True)
-        grads_and_vars = optimizer.compute_gradients(self.loss, var_list=trainable)
+        grads_and_vars = optimizer.compute_gradients(self.cross_entropy, var_list=trainable)
+        decayed = {v.op.name for v in l2_vars} if c.weight_decay else set()
+        grads_and_vars = [(g + c.weight_decay * v if v.op.name in decayed and g is not None else g,
+                           v) for g, v in grads_and_vars]
         grads_and_vars = double_keyword_gradients(grads_and_vars, c.double_gradient_keywords)
         if self.grad_handler is not None:
             grads_and_vars = self.grad_handler(grads_and_vars)
