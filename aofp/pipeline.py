@@ -11,11 +11,10 @@ from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
 from tf_benchmarks import flops, hdf5_io, input_pipeline
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.evaluation import Evaluator
+from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import cur_time, log_important
 from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
-from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only
+from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
 
 BASE_WEIGHTS = 'vc_scratch_savedweights.hdf5'
 SCRATCH_TRAIN_DIR = 'vc_scratch_train'
@@ -81,33 +80,19 @@ def masked_builder_factory(target_layers, search=False):
 
 def evaluate_weights(model, weight_file, data_dir, batch_size, source):
     """Evaluate a WeightFile at its deps; files with masks are evaluated as the masked model."""
-    deps = model.check_deps(weight_file.deps or model.default_deps)
-    if weight_file.masks:
-        layers = sorted(weight_file.masks)
-        with Evaluator(model, deps, data_dir, batch_size,
-                       builder_factory=masked_builder_factory(layers)) as evaluator:
-            evaluator.load(weight_file.weights, source)
-            feed = {evaluator.builder.base_masks[i]: weight_file.masks[i] for i in layers}
-            return evaluator.evaluate(feed_dict=feed)
-    with Evaluator(model, deps, data_dir, batch_size) as evaluator:
-        return evaluator.evaluate(weight_file.weights, source)
+    if not weight_file.masks:
+        return evaluate_file(model, weight_file, data_dir, batch_size, source)
+    masks = weight_file.masks
+    return evaluate_file(model, weight_file, data_dir, batch_size, source,
+                         feed_fn=lambda b: {b.base_masks[i]: masks[i] for i in masks},
+                         builder_factory=masked_builder_factory(sorted(masks)))
 
 
 def train_base(model, settings, data_dir, log=print):
     """`train`: the base model from scratch -> vc_scratch_savedweights.hdf5 (resumes if stopped)."""
-    if os.path.exists(BASE_WEIGHTS):
-        log('%s already exists; delete it to train again' % BASE_WEIGHTS)
-        return BASE_WEIGHTS
-    data = input_pipeline.RecordData(data_dir)
-    deps = model.check_deps(settings.deps)
-    config = base_train_config(settings, data.num_examples)
-    log('training %s from scratch: deps %s, %d steps of %d (%s epochs of %d images)'
-        % (model.name, list(deps), config.num_steps, settings.batch_size, settings.max_epochs,
-           data.num_examples))
-    result = Trainer(model, deps, data, config, SCRATCH_TRAIN_DIR, log=log).run()
-    hdf5_io.save_hdf5(BASE_WEIGHTS, result.weights, deps)
-    log('saved %s' % BASE_WEIGHTS)
-    return BASE_WEIGHTS
+    return train_to_file(model, settings.deps, data_dir,
+                         lambda num_examples: base_train_config(settings, num_examples),
+                         SCRATCH_TRAIN_DIR, BASE_WEIGHTS, log)
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):

@@ -11,11 +11,11 @@ from csgd import clustering
 from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_deviation
 from tf_benchmarks import flops, hdf5_io, input_pipeline
 from tf_benchmarks.errors import UserError
-from tf_benchmarks.evaluation import Evaluator
+from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import cur_time, log_important
 from tf_benchmarks.models.densenet_model import BLOCKS_PER_STAGE
 from tf_benchmarks.surgery import apply_surgery
-from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only
+from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
 
 PRETRAINED = 'dc40_scratch_savedweights.hdf5'
 SCRATCH_TRAIN_DIR = 'dc40_scratch_train'
@@ -65,34 +65,18 @@ def record_line(path, result, comment=''):
                                          comment)
 
 
-def evaluate_file(model, path, data_dir, batch_size, weight_file=None):
-    weight_file = weight_file or hdf5_io.read_hdf5(path)
-    deps = model.check_deps(weight_file.deps or model.default_deps)
-    with Evaluator(model, deps, data_dir, batch_size) as evaluator:
-        return evaluator.evaluate(weight_file.weights, path)
-
-
 def train_base(model, s, data_dir, epochs, log=print):
     """`train`: the base DenseNet-40 -> dc40_scratch_savedweights.hdf5 (resumes if stopped)."""
-    if os.path.exists(PRETRAINED):
-        log('%s already exists; delete it to train again' % PRETRAINED)
-        return PRETRAINED
-    data = input_pipeline.RecordData(data_dir)
-    deps = model.check_deps(s.deps)
-    config = _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions, data.num_examples,
-                     weight_decay=s.weight_decay, l2_filter=kernels_only)
-    log('training %s from scratch: deps %s, %d steps of %d (%s epochs of %d images)'
-        % (model.name, list(deps), config.num_steps, s.batch_size, epochs, data.num_examples))
-    result = Trainer(model, deps, data, config, SCRATCH_TRAIN_DIR, log=log).run()
-    hdf5_io.save_hdf5(PRETRAINED, result.weights, deps)
-    log('saved %s' % PRETRAINED)
-    return PRETRAINED
+    def make_config(num_examples):
+        return _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions, num_examples,
+                       weight_decay=s.weight_decay, l2_filter=kernels_only)
+    return train_to_file(model, s.deps, data_dir, make_config, SCRATCH_TRAIN_DIR, PRETRAINED, log)
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
     """`eval FILE`: rebuild from the file's deps, evaluate, append to origin_dc40_eval_record.txt."""
     weight_file = hdf5_io.read_hdf5(path)
-    result = evaluate_file(model, path, data_dir, batch_size, weight_file)
+    result = evaluate_file(model, weight_file, data_dir, batch_size, path)
     deps = list(weight_file.deps or model.default_deps)
     log('precision @ 1 = %.4f recall @ 5 = %.4f [%d examples] mean loss = %.4f  deps %s  FLOPs %d'
         % (result.top1, result.top5, result.num_examples, result.loss, deps,
@@ -133,7 +117,9 @@ class _Stages:
         """Evaluate and append the record line, unless a line with this comment exists already."""
         if self.logged(comment):
             return None
-        result = evaluate_file(self.model, path, self.data_dir, self.s.eval_batch_size, weight_file)
+        weight_file = weight_file or hdf5_io.read_hdf5(path)
+        result = evaluate_file(self.model, weight_file, self.data_dir, self.s.eval_batch_size,
+                               path)
         self.log(record_line(path, result, comment))
         return result
 

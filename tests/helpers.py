@@ -1,4 +1,8 @@
-"""Random weights and images for exactness tests."""
+"""Shared test helpers: random weights and images for exactness tests, running a driver script."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -21,3 +25,12 @@ def random_weights(trace, seed):
 
 def random_images(n=6, seed=1):
     return np.random.default_rng(seed).uniform(-1, 1, (n, 32, 32, 3)).astype(np.float32)
+
+
+def run_script(script, args, cwd, check=True):
+    """Run `python script args...` in `cwd` (unbuffered); raise with its output if it fails."""
+    result = subprocess.run([sys.executable, script] + list(args), cwd=cwd, capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
+    return result

@@ -10,6 +10,7 @@ import h5py
 import pytest
 
 from conftest import REPO
+from helpers import run_script
 
 SCRIPT = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 TINY = ['--preset', 'smoke', '--deps', '4,4,8,8,8,8,8,8,8,8,8,8,8']
@@ -18,12 +19,7 @@ PRUNE = ['--preset', 'smoke', '--itr_schedule', '0.25', '--batches_per_half', '4
 
 
 def run(args, cwd, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    result = subprocess.run([sys.executable, SCRIPT] + args, cwd=cwd, capture_output=True,
-                            text=True, env=env)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
-    return result
+    return run_script(SCRIPT, args, cwd, check)
 
 
 @pytest.fixture(scope='module')

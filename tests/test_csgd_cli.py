@@ -2,8 +2,6 @@
 after csgd1 every cluster is collapsed and trimming changes no output; files, keys, logs, errors."""
 
 import os
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 from conftest import REPO
 from csgd import clustering
 from csgd.centripetal import cluster_deviation
-from helpers import random_images
+from helpers import random_images, run_script
 from tf_benchmarks import hdf5_io
 from tf_benchmarks.evaluation import predict_logits
 from tf_benchmarks.models import get_model
@@ -24,11 +22,7 @@ TARGET = ['--target_deps', '1-1-1']
 
 
 def run(args, cwd, check=True):
-    result = subprocess.run([sys.executable, SCRIPT] + args, cwd=cwd, capture_output=True,
-                            text=True, env=dict(os.environ, PYTHONUNBUFFERED='1'))
-    if check and result.returncode != 0:
-        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
-    return result
+    return run_script(SCRIPT, args, cwd, check)
 
 
 @pytest.fixture(scope='module')

@@ -1,6 +1,5 @@
 """Model registry, variable names, FLOPs and parameter counts from deps (no graph needed for most)."""
 
-import numpy as np
 import pytest
 
 from tf_benchmarks import flops

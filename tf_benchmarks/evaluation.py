@@ -54,6 +54,7 @@ class Evaluator:
         return load_weights(self.session, self.variables, weights, source)
 
     def evaluate(self, weights=None, source='weights', feed_dict=None):
+        """One exact pass; `weights` (name -> array) are loaded first if given."""
         if weights is not None:
             self.load(weights, source)
         self.session.run(self.iterator.initializer)
@@ -84,10 +85,17 @@ class Evaluator:
         self.close()
 
 
-def evaluate(model, weights, deps, data_dir, batch_size=500, source='weights', **kwargs):
-    """One-shot evaluation of weights (name -> array) at widths deps."""
+def evaluate_file(model, weight_file, data_dir, batch_size=500, source='weights',
+                  feed_fn=None, **kwargs):
+    """Evaluate a WeightFile at its own deps (the model's widths if it has none).
+
+    `feed_fn(builder) -> feed_dict` feeds extra placeholders (AOFP's masks); other keyword arguments
+    go to the Evaluator (e.g. `builder_factory`).
+    """
+    deps = model.check_deps(weight_file.deps or model.default_deps)
     with Evaluator(model, deps, data_dir, batch_size, **kwargs) as evaluator:
-        return evaluator.evaluate(weights, source)
+        feed = feed_fn(evaluator.builder) if feed_fn else None
+        return evaluator.evaluate(weight_file.weights, source, feed)
 
 
 def predict_logits(model, deps, weights, images, builder_factory=ConvNetBuilder, feed_dict=None):

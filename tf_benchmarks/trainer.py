@@ -7,7 +7,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -318,6 +318,25 @@ class Trainer:
                 self.save_checkpoint(sess, step)
                 last_ckpt_time = time.time()
         return step, stopped
+
+
+def train_to_file(model, deps, data_dir, make_config, train_dir, out_file, log=print):
+    """Train `model` at `deps` from scratch into `out_file` (hdf5 with deps), resuming from the
+    checkpoints in `train_dir`; an existing `out_file` is kept and nothing is trained.
+    `make_config(num_examples)` returns the TrainConfig for the training split's size."""
+    if os.path.exists(out_file):
+        log('%s already exists; delete it to train again' % out_file)
+        return out_file
+    data = input_pipeline.RecordData(data_dir)
+    config = make_config(data.num_examples)
+    trainer = Trainer(model, deps, data, config, train_dir, log=log)
+    log('training %s from scratch: deps %s, %d steps of %d on %d images'
+        % (model.name, list(trainer.deps), config.num_steps, config.batch_size,
+           trainer.num_examples))
+    result = trainer.run()
+    hdf5_io.save_hdf5(out_file, result.weights, trainer.deps)
+    log('saved %s' % out_file)
+    return out_file
 
 
 def key_variables(trace):

@@ -1,0 +1,70 @@
+"""Where a training step's time goes: one traced step of the project's trainer, summed by op type,
+with ops run one at a time (one inter-op thread, so every op's time is its own).
+
+    python bench/profile_step.py --model vc
+    python bench/profile_step.py --model dc40 --precision bf16
+"""
+
+import argparse
+import collections
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', default='vc')
+    parser.add_argument('--precision', default='fp32')
+    parser.add_argument('--batch_size', type=int, default=64)
+    parser.add_argument('--top', type=int, default=12)
+    args = parser.parse_args()
+
+    from tf_benchmarks import session
+    from tf_benchmarks.input_pipeline import InMemoryBatch
+    from tf_benchmarks.models import get_model
+    from tf_benchmarks.trainer import TrainConfig, Trainer
+    tf = session.tf
+
+    model = get_model(args.model)
+    config = TrainConfig(num_steps=1, batch_size=args.batch_size, lr_values=[0.01],
+                         precision=args.precision)
+    trainer = Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
+                      log=lambda *_: None)
+    with tf.Session(graph=trainer.graph, config=session.session_config(0, 1)) as sess:
+        sess.run([trainer.init_op, tf.local_variables_initializer()])
+        for _ in range(5):
+            sess.run(trainer.train_op)
+        start = time.perf_counter()
+        for _ in range(5):
+            sess.run(trainer.train_op)
+        step = (time.perf_counter() - start) / 5
+        metadata = tf.RunMetadata()
+        sess.run(trainer.train_op, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
+                 run_metadata=metadata)
+    by_type = collections.defaultdict(lambda: [0, 0])
+    for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+            label = node.timeline_label.split('(')[0].split('= ')[-1].split()
+            kind = label[0] if label else node.node_name
+            by_type[kind][0] += node.all_end_rel_micros
+            by_type[kind][1] += 1
+    total = sum(v[0] for v in by_type.values())
+    print('%s %s batch %d: %.0f ms per step untraced (%.1f images/s); traced ops sum to %.0f ms'
+          % (args.model, args.precision, args.batch_size, 1000 * step, args.batch_size / step,
+             total / 1000))
+    print('| op type | ms | ops | share |')
+    print('|---|---|---|---|')
+    rows = sorted(by_type.items(), key=lambda kv: -kv[1][0])
+    for kind, (micros, count) in rows[:args.top]:
+        print('| %s | %.1f | %d | %.1f%% |' % (kind, micros / 1000, count, 100 * micros / total))
+    rest = sum(v[0] for _, v in rows[args.top:])
+    print('| (other %d types) | %.1f | | %.1f%% |' % (len(rows) - args.top, rest / 1000,
+                                                      100 * rest / total))
+
+
+if __name__ == '__main__':
+    main()
