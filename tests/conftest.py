@@ -10,8 +10,22 @@ sys.path.insert(0, REPO)
 
 from tf_benchmarks import session  # noqa: E402,F401  (graph mode for every test)
 
-SUBSET_BATCHES = os.environ.get('CIFAR10_SUBSET_DIR') or os.path.join(
-    REPO, '..', 'shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
+
+
+def _find_subset():
+    """$CIFAR10_SUBSET_DIR, else shared/data/cifar10-subset next to the checkout or any parent."""
+    if os.environ.get('CIFAR10_SUBSET_DIR'):
+        return os.environ['CIFAR10_SUBSET_DIR']
+    relative = os.path.join('shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
+    folder = os.path.dirname(REPO)
+    while True:
+        candidate = os.path.join(folder, relative)
+        if os.path.exists(os.path.join(candidate, 'data_batch_1')) or folder == os.path.dirname(folder):
+            return candidate
+        folder = os.path.dirname(folder)
+
+
+SUBSET_BATCHES = _find_subset()
 
 
 @pytest.fixture(scope='session')
@@ -26,7 +40,8 @@ def synthetic_dir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def subset_batches():
     if not os.path.exists(os.path.join(SUBSET_BATCHES, 'data_batch_1')):
-        pytest.skip('the real CIFAR-10 subset is not available at %s' % SUBSET_BATCHES)
+        pytest.skip('the real CIFAR-10 subset was not found (shared/data/cifar10-subset next to the '
+                    'checkout or a parent of it; set CIFAR10_SUBSET_DIR to point at it)')
     return SUBSET_BATCHES
 
 
