@@ -17,7 +17,7 @@ from absl import app, flags  # noqa: E402
 
 from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
 from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
-                                         parse_floats, parse_ints)
+                                         override_from_flags, parse_floats)
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
 from tf_benchmarks.models import get_model  # noqa: E402
 from aofp import pipeline  # noqa: E402
@@ -25,8 +25,6 @@ from aofp.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
 define_common_flags(PRESETS)
-flags.DEFINE_string('deps', None, 'Widths of the model `train` builds, comma-separated '
-                    '(default: the preset\'s; paper: the original VGG).')
 flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
 flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')
 flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
@@ -39,18 +37,12 @@ MODES = ('train', 'eval', 'prune')
 
 def settings_from_flags():
     settings = apply_common_flags(PRESETS)
-    overrides = {'batches_per_half': FLAGS.batches_per_half, 'metric_limit': FLAGS.metric_limit,
-                 'finetune_epochs': FLAGS.finetune_epochs,
-                 'search_max_epochs': FLAGS.search_max_epochs}
-    for name, value in overrides.items():
-        if value is not None:
-            setattr(settings, name, value)
+    override_from_flags(settings, ('batches_per_half', 'metric_limit', 'finetune_epochs',
+                                   'search_max_epochs'))
     if FLAGS.itr_schedule:
         settings.itr_schedule = tuple(parse_floats(FLAGS.itr_schedule, '--itr_schedule'))
         if any(not 0 < t < 1 for t in settings.itr_schedule):
             raise UserError('--itr_schedule targets are fractions of FLOPs removed, in (0, 1)')
-    if FLAGS.deps:
-        settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
     if settings.batches_per_half < 1:
         raise UserError('--batches_per_half must be at least 1')
     return settings

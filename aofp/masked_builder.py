@@ -36,7 +36,8 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         self.dropped_filters = {}  # layer -> [k] int32 placeholder (search only)
         self.metrics = {}          # layer -> scalar metric (search only)
         self._pending = None       # (layer, dropped, base mask) waiting for the next layer
-        self._last_conv = None     # (input, kernel, output) of the latest conv
+        self._conv_since_pending = False  # a conv was emitted since _pending was set
+        self._last_conv = None     # (input, kernel, strides, mode, output) of the latest conv
 
     def _emit_conv(self, x, kernel, strides, mode):
         y = super()._emit_conv(x, kernel, strides, mode)

@@ -12,7 +12,7 @@ from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
 from tf_benchmarks import flops, hdf5_io, input_pipeline
 from tf_benchmarks.evaluation import evaluate_file
-from tf_benchmarks.logs import cur_time, log_important
+from tf_benchmarks.logs import cur_time, log_has_line, log_important
 from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
 from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
 
@@ -39,31 +39,29 @@ def _boundaries(settings, epochs, num_examples):
             for f in settings.lr_epoch_fractions]
 
 
+def _config(s, epochs, num_examples, **kwargs):
+    """The fields all of AOFP's training runs share: batch, L2 on kernels, bookkeeping, precision."""
+    return TrainConfig(num_steps=_steps(epochs, num_examples, s.batch_size),
+                       batch_size=s.batch_size, weight_decay=s.weight_decay,
+                       l2_filter=kernels_only, display_every=s.display_every,
+                       checkpoint_every=s.checkpoint_every, precision=s.precision, **kwargs)
+
+
 def base_train_config(s, num_examples):
-    return TrainConfig(num_steps=_steps(s.max_epochs, num_examples, s.batch_size),
-                       batch_size=s.batch_size, lr_values=s.lr_values,
-                       lr_boundaries=_boundaries(s, s.max_epochs, num_examples),
-                       weight_decay=s.weight_decay, l2_filter=kernels_only,
-                       display_every=s.display_every, snapshot_every=s.train_snapshot_steps,
-                       checkpoint_every=s.checkpoint_every, precision=s.precision)
+    return _config(s, s.max_epochs, num_examples, lr_values=s.lr_values,
+                   lr_boundaries=_boundaries(s, s.max_epochs, num_examples),
+                   snapshot_every=s.train_snapshot_steps)
 
 
 def search_config(s, num_examples):
-    return TrainConfig(num_steps=_steps(s.search_max_epochs, num_examples, s.batch_size),
-                       batch_size=s.batch_size, lr_values=(s.search_lr,),
-                       weight_decay=s.weight_decay, l2_filter=kernels_only,
-                       display_every=s.display_every, snapshot_every=s.search_snapshot_steps,
-                       checkpoint_every=s.checkpoint_every, precision=s.precision)
+    return _config(s, s.search_max_epochs, num_examples, lr_values=(s.search_lr,),
+                   snapshot_every=s.search_snapshot_steps)
 
 
 def finetune_config(s, num_examples):
-    return TrainConfig(num_steps=_steps(s.finetune_epochs, num_examples, s.batch_size),
-                       batch_size=s.batch_size, lr_values=s.lr_values,
-                       lr_boundaries=_boundaries(s, s.finetune_epochs, num_examples),
-                       warmup_steps=_steps(s.finetune_warmup_epochs, num_examples, s.batch_size),
-                       weight_decay=s.weight_decay, l2_filter=kernels_only,
-                       display_every=s.display_every, checkpoint_every=s.checkpoint_every,
-                       precision=s.precision)
+    return _config(s, s.finetune_epochs, num_examples, lr_values=s.lr_values,
+                   lr_boundaries=_boundaries(s, s.finetune_epochs, num_examples),
+                   warmup_steps=_steps(s.finetune_warmup_epochs, num_examples, s.batch_size))
 
 
 def record_line(model_name, path, result, comment=None, loss_decimals=8):
@@ -197,18 +195,14 @@ class AofpPruning:
         return [int((masks[i] > 0.5).sum()) for i in sorted(masks)]
 
     def _logged(self, path):
-        if not os.path.exists(OVERALL_LOG):
-            return False
-        with open(OVERALL_LOG) as f:
-            return any(line.startswith('%s,%s,' % (self.model.name, path)) for line in f)
+        start = '%s,%s,' % (self.model.name, path)
+        return log_has_line(OVERALL_LOG, lambda line: line.startswith(start))
 
     def _log_eval(self, path, weight_file, loss_decimals, comment=None):
         result = evaluate_weights(self.model, weight_file, self.data_dir, self.s.eval_batch_size,
                                   path)
         widths = self._widths(weight_file.masks) if weight_file.masks else list(weight_file.deps)
-        extra = 'deps=%s, flops_pruned=%.4f' % (widths, self.flops_pruned(widths))
-        if comment:
-            extra = comment + ', flops_pruned=%.4f' % self.flops_pruned(widths)
+        extra = '%s, flops_pruned=%.4f' % (comment or 'deps=%s' % widths, self.flops_pruned(widths))
         log_important(record_line(self.model.name, path, result, extra, loss_decimals),
                       OVERALL_LOG)
         return result

@@ -67,9 +67,6 @@ class CentripetalHandler:
         self.weight_decay = weight_decay
         self.strength = strength
         self.bn_strength = strength if bn_strength is None else bn_strength
-        self.layer_clusters = layer_clusters
-        self.bn_clusters = bn_clusters
-        self.trace = trace
 
     def __call__(self, grads_and_vars):
         out = []

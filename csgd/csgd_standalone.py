@@ -19,7 +19,7 @@ from absl import app, flags  # noqa: E402
 
 from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
 from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
-                                        parse_ints)
+                                        override_from_flags)
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
 from tf_benchmarks.models import get_model  # noqa: E402
 from csgd import pipeline  # noqa: E402
@@ -34,21 +34,16 @@ flags.DEFINE_enum('magnitude_variant', None, ['original', 'clean'], 'original: t
                   'three quirks; clean: keep the top filters, drop the rest, augmented finetuning.')
 flags.DEFINE_string('init_hdf5', pipeline.PRETRAINED, 'Pretrained weights magnitude1 and csgd1 '
                     'start from (an original std_dc40_9382.hdf5 also loads).')
-flags.DEFINE_string('deps', None, 'Widths of the model `train` builds (default: the preset\'s).')
 
 USAGE = 'usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5'
 
 
 def settings_from_flags():
     settings = apply_common_flags(PRESETS)
-    for name in ('centri_strength', 'target_deps', 'cluster_method', 'magnitude_variant'):
-        value = getattr(FLAGS, name)
-        if value is not None:
-            setattr(settings, name, value)
+    override_from_flags(settings, ('centri_strength', 'target_deps', 'cluster_method',
+                                   'magnitude_variant'))
     if settings.centri_strength < 0:
         raise UserError('--centri_strength must not be negative')
-    if FLAGS.deps:
-        settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
     return settings
 
 

@@ -12,7 +12,7 @@ from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_devi
 from tf_benchmarks import flops, hdf5_io, input_pipeline
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
-from tf_benchmarks.logs import cur_time, log_important
+from tf_benchmarks.logs import cur_time, log_has_line, log_important
 from tf_benchmarks.models.densenet_model import BLOCKS_PER_STAGE
 from tf_benchmarks.surgery import apply_surgery
 from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
@@ -108,10 +108,7 @@ class _Stages:
         log_important(message, self.log_file)
 
     def logged(self, marker):
-        if not os.path.exists(self.log_file):
-            return False
-        with open(self.log_file) as f:
-            return any(marker in line for line in f)
+        return log_has_line(self.log_file, lambda line: marker in line)
 
     def eval_and_log(self, path, comment, weight_file=None):
         """Evaluate and append the record line, unless a line with this comment exists already."""

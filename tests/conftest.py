@@ -11,7 +11,6 @@ sys.path.insert(0, REPO)
 from tf_benchmarks import session  # noqa: E402,F401  (graph mode for every test)
 
 
-
 def _find_subset():
     """$CIFAR10_SUBSET_DIR, else shared/data/cifar10-subset next to the checkout or any parent."""
     if os.environ.get('CIFAR10_SUBSET_DIR'):
@@ -20,7 +19,8 @@ def _find_subset():
     folder = os.path.dirname(REPO)
     while True:
         candidate = os.path.join(folder, relative)
-        if os.path.exists(os.path.join(candidate, 'data_batch_1')) or folder == os.path.dirname(folder):
+        at_root = folder == os.path.dirname(folder)
+        if os.path.exists(os.path.join(candidate, 'data_batch_1')) or at_root:
             return candidate
         folder = os.path.dirname(folder)
 

@@ -1,5 +1,5 @@
-"""absl flags shared by the AOFP and C-SGD drivers (data, preset, epochs, batch size), applied to a
-copy of the chosen preset's settings, with clear errors for bad values."""
+"""absl flags shared by the AOFP and C-SGD drivers (data, preset, epochs, batch size, precision,
+widths), applied to a copy of the chosen preset's settings, with clear errors for bad values."""
 
 import dataclasses
 
@@ -22,6 +22,8 @@ def define_common_flags(presets):
     flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'fp32 (the default, as the originals) '
                       'or bf16: bfloat16 convolutions with float32 weights, BN and loss; about '
                       '1.6x faster training on CPUs with AMX/AVX512-BF16.')
+    flags.DEFINE_string('deps', None, 'Widths of the model `train` builds, comma-separated '
+                        '(default: the preset\'s).')
 
 
 def apply_common_flags(presets):
@@ -35,18 +37,29 @@ def apply_common_flags(presets):
             raise UserError('--batch_size must be at least 1, got %d' % FLAGS.batch_size)
         settings.batch_size = FLAGS.batch_size
     settings.precision = FLAGS.precision
+    if FLAGS.deps:
+        settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
     return settings
 
 
-def parse_floats(text, flag):
+def override_from_flags(settings, names):
+    """Set each settings field in `names` to the flag of the same name, where that flag is given."""
+    for name in names:
+        value = getattr(FLAGS, name)
+        if value is not None:
+            setattr(settings, name, value)
+
+
+def _parse_list(text, flag, convert, kind):
     try:
-        return [float(x) for x in text.replace('-', ',').split(',') if x.strip()]
+        return [convert(x) for x in text.replace('-', ',').split(',') if x.strip()]
     except ValueError:
-        raise UserError('%s takes comma-separated numbers, got %r' % (flag, text))
+        raise UserError('%s takes comma-separated %s, got %r' % (flag, kind, text))
+
+
+def parse_floats(text, flag):
+    return _parse_list(text, flag, float, 'numbers')
 
 
 def parse_ints(text, flag):
-    try:
-        return [int(x) for x in text.replace('-', ',').split(',') if x.strip()]
-    except ValueError:
-        raise UserError('%s takes comma-separated integers, got %r' % (flag, text))
+    return _parse_list(text, flag, int, 'integers')

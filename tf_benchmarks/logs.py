@@ -20,6 +20,15 @@ def log_important(message, log_file):
         f.write(message + '\n')
 
 
+def log_has_line(log_file, predicate):
+    """Whether `log_file` already holds a line for which `predicate(line)` is true (how resumed
+    stages know what a previous run already logged)."""
+    if not os.path.exists(log_file):
+        return False
+    with open(log_file) as f:
+        return any(predicate(line) for line in f)
+
+
 def format_duration(seconds):
     seconds = int(max(seconds, 0))
     days, rest = divmod(seconds, 86400)
