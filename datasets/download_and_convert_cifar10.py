@@ -3,9 +3,11 @@ tensorflow/models' research/slim/datasets/download_and_convert_cifar10.py).
 
 Input: the official archive downloaded from Toronto (default; progress and MD5 check), a local
 `--archive cifar-10-python.tar.gz`, an extracted `--batches_dir cifar-10-batches-py/`, or a synthetic
-set generated offline (`--synthetic N`). Output in `--dataset_dir`: `cifar10_train.tfrecord`
-(data_batch_1..5 in order), `cifar10_test.tfrecord` and `labels.txt`, written to temporary names and
-renamed once complete; existing output is only replaced with `--overwrite`.
+set generated offline (`--synthetic N`). The batches are pickles, read with a restricted unpickler
+(tf_benchmarks/safe_pickle.py) that rebuilds plain data only and never runs code from them; all are
+read before anything is written. Output in `--dataset_dir`: `cifar10_train.tfrecord` (data_batch_1..5
+in order), `cifar10_test.tfrecord` and `labels.txt`, written to temporary names and renamed once
+complete; existing output is only replaced with `--overwrite`.
 
     python datasets/download_and_convert_cifar10.py --dataset_dir data/cifar10
     python datasets/download_and_convert_cifar10.py --dataset_dir data/cifar10 --batches_dir DIR
@@ -29,6 +31,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
+from tf_benchmarks.safe_pickle import RefusedGlobal, safe_load  # noqa: E402
 
 DATA_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 DATA_MD5 = 'c58f30108f718f92721af3b95e74349a'
@@ -50,11 +53,19 @@ flags.DEFINE_bool('overwrite', False, 'Replace existing output files.')
 
 # -- reading the official pickles --------------------------------------------------------------------
 def load_batch(fileobj, name):
-    """One pickled batch -> (uint8 images [N,32,32,3] HWC RGB, int64 labels [N])."""
+    """One pickled batch -> (uint8 images [N,32,32,3] HWC RGB, int64 labels [N]).
+
+    Read with the restricted unpickler: a pickle that asks for anything but plain data is refused
+    before any of it runs.
+    """
     try:
-        batch = pickle.load(fileobj, encoding='bytes')
+        batch = safe_load(fileobj, encoding='bytes')
         data = np.asarray(batch[b'data'], dtype=np.uint8)
         labels = np.asarray(batch[b'labels'], dtype=np.int64)
+    except RefusedGlobal as e:
+        raise UserError('%s is not a plain CIFAR-10 batch: it asks to load %s, which a CIFAR-10 '
+                        'batch never contains; refusing to read it (nothing of it was run)'
+                        % (name, e.name))
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError,
             IndexError) as e:
         raise UserError('%s is not a CIFAR-10 python batch (%s: %s); the download or archive is '
