@@ -38,13 +38,14 @@ MODES = ('train', 'eval', 'prune')
 def settings_from_flags():
     settings = apply_common_flags(PRESETS)
     override_from_flags(settings, ('batches_per_half', 'metric_limit', 'finetune_epochs',
-                                   'search_max_epochs'))
+                                   'search_max_epochs'),
+                        positive=('batches_per_half', 'finetune_epochs', 'search_max_epochs'))
+    if settings.metric_limit < 0:
+        raise UserError('--metric_limit must not be negative, got %g' % settings.metric_limit)
     if FLAGS.itr_schedule:
         settings.itr_schedule = tuple(parse_floats(FLAGS.itr_schedule, '--itr_schedule'))
         if any(not 0 < t < 1 for t in settings.itr_schedule):
             raise UserError('--itr_schedule targets are fractions of FLOPs removed, in (0, 1)')
-    if settings.batches_per_half < 1:
-        raise UserError('--batches_per_half must be at least 1')
     return settings
 
 
@@ -59,14 +60,15 @@ def main(argv):
     model = get_model('vc')
     data_dir = FLAGS.data_dir
     if mode == 'train':
-        pipeline.train_base(model, settings, data_dir)
+        pipeline.train_base(model, settings, data_dir, FLAGS.restart_from)
     elif mode == 'eval':
         pipeline.eval_file(model, argv[2], data_dir, settings.eval_batch_size)
     else:
         if not os.path.exists(FLAGS.base_weights):
             raise UserError('base weights %s do not exist; run `aofp_standalone.py train` first or '
                             'pass --base_weights' % FLAGS.base_weights)
-        pipeline.AofpPruning(model, settings, data_dir, FLAGS.base_weights).run()
+        pipeline.AofpPruning(model, settings, data_dir, FLAGS.base_weights, FLAGS.restart_from,
+                             FLAGS.allow_partial_start).run()
 
 
 def run():

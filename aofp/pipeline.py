@@ -1,8 +1,9 @@
-"""AOFP's three commands as stages over files in the working directory, as in the original:
-base training, evaluation, and the iterative prune schedule (per iteration: search while training
--> tuned weights with masks -> physical pruning -> finetuning), resumable stage by stage."""
+"""AOFP's three commands over files in the working directory, as in the original: base training,
+evaluation, and the iterative prune schedule (per iteration: search while training -> tuned weights
+with masks -> physical pruning -> finetuning), run as stages of the stage runner (run.json)."""
 
 import fractions
+import functools
 import os
 
 import numpy as np
@@ -10,9 +11,10 @@ import numpy as np
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
-from tf_benchmarks import flops, hdf5_io, input_pipeline
+from tf_benchmarks import flops, hdf5_io, input_pipeline, records
 from tf_benchmarks.evaluation import evaluate_file
-from tf_benchmarks.logs import cur_time, log_has_line, log_important
+from tf_benchmarks.logs import LogBook, cur_time, log_important
+from tf_benchmarks.stages import Stage, StageRunner, file_digest
 from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
 from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
 
@@ -86,11 +88,32 @@ def evaluate_weights(model, weight_file, data_dir, batch_size, source):
                          builder_factory=masked_builder_factory(sorted(masks)))
 
 
-def train_base(model, settings, data_dir, log=print):
-    """`train`: the base model from scratch -> vc_scratch_savedweights.hdf5 (resumes if stopped)."""
-    return train_to_file(model, settings.deps, data_dir,
-                         lambda num_examples: base_train_config(settings, num_examples),
-                         SCRATCH_TRAIN_DIR, BASE_WEIGHTS, log)
+def _train_settings(s, epochs):
+    return {'epochs': epochs, 'batch_size': s.batch_size, 'lr_values': s.lr_values,
+            'lr_epoch_fractions': s.lr_epoch_fractions, 'weight_decay': s.weight_decay,
+            'precision': s.precision}
+
+
+def prune_weights(model, tuned_file):
+    """Physically remove a tuned file's masked filters -> (weights, deps); exact: the pruned model
+    computes what the masked one does."""
+    trace = model.trace(tuned_file.deps)
+    plans = {i: clusters_from_mask(mask) for i, mask in tuned_file.masks.items()}
+    return apply_surgery(trace, tuned_file.weights, plans)
+
+
+def train_base(model, settings, data_dir, restart_from=None, log=print):
+    """`train`: the base model from scratch -> vc_scratch_savedweights.hdf5 (one stage)."""
+    def run():
+        data = input_pipeline.RecordData(data_dir)
+        train_to_file(model, settings.deps, data, base_train_config(settings, data.num_examples),
+                      SCRATCH_TRAIN_DIR, BASE_WEIGHTS, log=log)
+    stage = Stage('train', dict(model=model.name, deps=settings.deps,
+                                **_train_settings(settings, settings.max_epochs),
+                                **records.data_settings(data_dir)),
+                  run, outputs=[BASE_WEIGHTS], work_dirs=[SCRATCH_TRAIN_DIR])
+    StageRunner([stage], restart_from=restart_from, log=log).run()
+    return BASE_WEIGHTS
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
@@ -106,61 +129,69 @@ def eval_file(model, path, data_dir, batch_size, log=print):
 
 
 class AofpPruning:
-    """`prune`: the iterative schedule. Every stage's output file is its completion mark, so a run
-    that is stopped at any moment continues from the last completed stage of the last iteration
-    (the search and the finetuning also resume from their own checkpoints)."""
+    """`prune`: the iterative schedule, three stages per iteration (`itr<k>.search`,
+    `itr<k>.prune`, `itr<k>.finetune`), each ending with its evaluation line in the overall log."""
 
-    def __init__(self, model, settings, data_dir, base_weights=BASE_WEIGHTS, log=print):
+    def __init__(self, model, settings, data_dir, base_weights=BASE_WEIGHTS, restart_from=None,
+                 partial_start=False, log=print):
         self.model = model
         self.s = settings
         self.data_dir = data_dir
         self.base_weights = base_weights
+        self.restart_from = restart_from
+        self.partial_start = partial_start
         self.log = log
         self.target_layers = list(range(len(model.default_deps)))
+        self.logs = LogBook([OVERALL_LOG])
 
     def prefix(self, k):
         return os.path.join(EXP_DIR, '%s_%s_itr%d' % (self.model.name, TRY_ARG_BASE, k))
 
+    def stages(self):
+        s = self.s
+        common = dict(model=self.model.name, **records.data_settings(self.data_dir))
+        stages, start = [], self.base_weights
+        for k, target in enumerate(s.itr_schedule):
+            p = self.prefix(k)
+            tuned, pruned, fted = (p + '_tunedweights.hdf5', p + '_prunedweights.hdf5',
+                                   p + '_ftedweights.hdf5')
+            self.logs.add(p + '_bdslog.txt')
+            search = dict(common, start=start, target=target, target_layers=self.target_layers,
+                          batches_per_half=s.batches_per_half, metric_limit=s.metric_limit,
+                          search_lr=s.search_lr, search_max_epochs=s.search_max_epochs,
+                          search_start_step=s.search_start_step, batch_size=s.batch_size,
+                          weight_decay=s.weight_decay, precision=s.precision,
+                          partial_start=self.partial_start)
+            if k == 0:
+                search['start_sha256'] = file_digest(start)
+            stages += [
+                Stage('itr%d.search' % k, search,
+                      functools.partial(self.search, k, target, start, tuned),
+                      outputs=[tuned], inputs=[start], work_dirs=[p + '_train']),
+                Stage('itr%d.prune' % k, {}, functools.partial(self.prune, tuned, pruned),
+                      outputs=[pruned], inputs=[tuned]),
+                Stage('itr%d.finetune' % k,
+                      dict(common, warmup_epochs=s.finetune_warmup_epochs,
+                           **_train_settings(s, s.finetune_epochs)),
+                      functools.partial(self.finetune, k, pruned, fted),
+                      outputs=[fted], inputs=[pruned], work_dirs=[p + '_ft'])]
+            start = fted
+        return stages
+
     def run(self):
         base = hdf5_io.read_hdf5(self.base_weights)
         self.base_deps = self.model.check_deps(base.deps or self.model.default_deps)
-        data = input_pipeline.RecordData(self.data_dir)
-        self.num_examples = data.num_examples
-        start = self.base_weights
-        for k, target in enumerate(self.s.itr_schedule):
-            start = self.run_iteration(k, target, start)
-        return start
+        self.num_examples = input_pipeline.RecordData(self.data_dir).num_examples
+        StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
+        return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'
 
     def flops_pruned(self, widths):
         """FLOPs removed relative to the base weights' widths (the original VGG for `paper`)."""
         return flops.flops_pruned_ratio(self.model, widths, self.base_deps)
 
-    def run_iteration(self, k, target, start_file):
-        p = self.prefix(k)
-        tuned, pruned, fted = p + '_tunedweights.hdf5', p + '_prunedweights.hdf5', \
-            p + '_ftedweights.hdf5'
-        if os.path.exists(fted) and self._logged(fted):
-            self.log('iteration %d already finished: %s' % (k, fted))
-            return fted
+    def search(self, k, target, start_file, tuned):
         self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
                  % (k, 100 * target, start_file))
-        if not os.path.exists(tuned):
-            self.search(k, target, start_file, tuned)
-        tuned_file = hdf5_io.read_hdf5(tuned)
-        if not self._logged(tuned):
-            self._log_eval(tuned, tuned_file, 9, 'after tuning, the masks suggest deps=%s'
-                           % self._widths(tuned_file.masks))
-        if not os.path.exists(pruned):
-            weights, deps = self.prune(tuned_file)
-            hdf5_io.save_hdf5(pruned, weights, deps)
-        if not self._logged(pruned):
-            self._log_eval(pruned, hdf5_io.read_hdf5(pruned), 8)
-        if not os.path.exists(fted):
-            self.finetune(k, pruned, fted)
-        self._log_eval(fted, hdf5_io.read_hdf5(fted), 8)
-        return fted
-
-    def search(self, k, target, start_file, tuned):
         start = hdf5_io.read_hdf5(start_file)
         deps = self.model.check_deps(start.deps or self.model.default_deps)
         search = AofpSearch([np.ones(d, np.float32) for d in deps], self.s.batches_per_half,
@@ -170,33 +201,34 @@ class AofpPruning:
         trainer = Trainer(self.model, deps, self.data_dir, search_config(self.s, self.num_examples),
                           self.prefix(k) + '_train', init_weights=start.weights, hooks=[hook],
                           builder_factory=masked_builder_factory(self.target_layers, search=True),
-                          log=self.log)
+                          log=self.log, init_source=start_file, partial_init=self.partial_start,
+                          logs=self.logs)
         result = trainer.run()
         if not search.terminated:
             hook.log('search stopped after %d steps at %.1f%% of FLOPs removed, short of the '
                      'target %.0f%% (raise --search_max_epochs or --metric_limit)'
                      % (result.step, 100 * self.flops_pruned(search.widths), 100 * target))
         hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks())
+        tuned_file = hdf5_io.read_hdf5(tuned)
+        self._log_eval(tuned, tuned_file, 9, 'after tuning, the masks suggest deps=%s'
+                       % self._widths(tuned_file.masks))
 
-    def prune(self, tuned_file):
-        """Physically remove the masked filters (exact: the pruned model computes the same)."""
-        trace = self.model.trace(tuned_file.deps)
-        plans = {i: clusters_from_mask(mask) for i, mask in tuned_file.masks.items()}
-        return apply_surgery(trace, tuned_file.weights, plans)
+    def prune(self, tuned, pruned):
+        weights, deps = prune_weights(self.model, hdf5_io.read_hdf5(tuned))
+        hdf5_io.save_hdf5(pruned, weights, deps)
+        self._log_eval(pruned, hdf5_io.read_hdf5(pruned), 8)
 
     def finetune(self, k, pruned, fted):
         pruned_file = hdf5_io.read_hdf5(pruned)
         config = finetune_config(self.s, self.num_examples)
         result = Trainer(self.model, pruned_file.deps, self.data_dir, config, self.prefix(k) + '_ft',
-                         init_weights=pruned_file.weights, log=self.log).run()
+                         init_weights=pruned_file.weights, log=self.log, init_source=pruned,
+                         logs=self.logs).run()
         hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps)
+        self._log_eval(fted, hdf5_io.read_hdf5(fted), 8)
 
     def _widths(self, masks):
         return [int((masks[i] > 0.5).sum()) for i in sorted(masks)]
-
-    def _logged(self, path):
-        start = '%s,%s,' % (self.model.name, path)
-        return log_has_line(OVERALL_LOG, lambda line: line.startswith(start))
 
     def _log_eval(self, path, weight_file, loss_decimals, comment=None):
         result = evaluate_weights(self.model, weight_file, self.data_dir, self.s.eval_batch_size,

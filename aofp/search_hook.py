@@ -54,6 +54,9 @@ class SearchHook(TrainHook):
                      % (step, self.search.widths))
         return self.search.terminated
 
+    def finished(self):
+        return self.search.terminated
+
     def state(self):
         return self.search.state()
 

@@ -24,7 +24,7 @@ def main():
     args = parser.parse_args()
 
     from tf_benchmarks import session
-    from tf_benchmarks.input_pipeline import InMemoryBatch
+    from bench.in_memory_batch import InMemoryBatch
     from tf_benchmarks.models import get_model
     from tf_benchmarks.trainer import TrainConfig, Trainer
     tf = session.tf

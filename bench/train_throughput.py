@@ -49,7 +49,7 @@ def _deps(args, model):
 # -- this project ---------------------------------------------------------------------------------
 def _train_ours(args, builder_factory=None, grad_handler=None, hooks=()):
     from tf_benchmarks.convnet_builder import ConvNetBuilder
-    from tf_benchmarks.input_pipeline import InMemoryBatch
+    from bench.in_memory_batch import InMemoryBatch
     from tf_benchmarks.models import get_model
     from tf_benchmarks.trainer import TrainConfig, TrainHook, Trainer
 

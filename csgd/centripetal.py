@@ -67,16 +67,30 @@ class CentripetalHandler:
         self.weight_decay = weight_decay
         self.strength = strength
         self.bn_strength = strength if bn_strength is None else bn_strength
+        self.summary = None  # what the handler did, for the log (set when the graph is built)
 
     def __call__(self, grads_and_vars):
-        out = []
+        """Rewrite the gradients; every clustered variable must be among them with a gradient,
+        or the run would silently be plain SGD for it."""
+        out, done = [], set()
         for grad, var in grads_and_vars:
             name = var.op.name
             if grad is not None and name in self.kernels:
                 grad = _apply(grad, var, self.kernels[name], self.weight_decay, self.strength)
+                done.add(name)
             elif grad is not None and name in self.vectors:
                 grad = _apply(grad, var, self.vectors[name], 0.0, self.bn_strength)
+                done.add(name)
             out.append((grad, var))
+        left_out = sorted((set(self.kernels) | set(self.vectors)) - done)
+        if left_out:
+            raise ValueError('the centripetal handler found no gradient for %d clustered variables '
+                             '(%s): the clusters do not belong to this graph'
+                             % (len(left_out), ', '.join(left_out[:5])))
+        merged = sum(not np.array_equal(g, np.eye(len(g))) for g in self.kernels.values())
+        self.summary = ('C-SGD: the handler merged %d conv kernels and %d BN gamma/beta vectors; '
+                        '%d kernels got their weight decay through the decay matrix'
+                        % (merged, len(self.vectors), len(self.kernels)))
         return out
 
 

@@ -92,3 +92,31 @@ def bn_channel_clusters(trace, layer_clusters):
         clusters += [[c] for c in range(bn.channels) if c not in covered]
         result[bn.index] = sorted(sorted(c) for c in clusters)
     return result
+
+
+def check_clusters(plans, widths, targets, source, partial=False):
+    """Raise a UserError unless `plans` has, for every conv layer l (all of them unless `partial`),
+    `targets[l]` clusters that together hold each of the layer's `widths[l]` filters once."""
+    from tf_benchmarks.errors import UserError
+    problems = []
+    extra = sorted(set(plans) - set(range(len(widths))))
+    if extra:
+        problems.append('layers %s do not exist (the model has %d conv layers)'
+                        % (extra, len(widths)))
+    missing = [] if partial else sorted(set(range(len(widths))) - set(plans))
+    if missing:
+        problems.append('layers %s have no clusters' % missing)
+    for layer in sorted(set(plans) & set(range(len(widths)))):
+        clusters = plans[layer]
+        members = sorted(i for c in clusters for i in c)
+        if members != list(range(widths[layer])) or min(map(len, clusters), default=0) < 1:
+            problems.append('layer %d: the clusters do not hold filters 0..%d once each'
+                            % (layer, widths[layer] - 1))
+        elif len(clusters) != targets[layer]:
+            problems.append('layer %d: %d clusters, the target width is %d'
+                            % (layer, len(clusters), targets[layer]))
+    if problems:
+        raise UserError('%s does not match this model and target (%s%s); it belongs to another '
+                        'model or --target_deps. Pass --restart_from with the clusters stage to '
+                        'recompute it' % (source, '; '.join(problems[:4]),
+                                          ' ...' if len(problems) > 4 else ''))

@@ -32,6 +32,8 @@ flags.DEFINE_string('target_deps', None, 'Incremental-layer widths per stage, e.
 flags.DEFINE_enum('cluster_method', None, ['kmeans', 'even', 'biased'], 'How csgd1 clusters.')
 flags.DEFINE_enum('magnitude_variant', None, ['original', 'clean'], 'original: the original\'s '
                   'three quirks; clean: keep the top filters, drop the rest, augmented finetuning.')
+flags.DEFINE_string('clusters_file', None, 'csgd1: use these clusters instead of computing them '
+                    '(a file written by this project, or an original *_eqcls.npy).')
 flags.DEFINE_string('init_hdf5', pipeline.PRETRAINED, 'Pretrained weights magnitude1 and csgd1 '
                     'start from (an original std_dc40_9382.hdf5 also loads).')
 
@@ -57,13 +59,17 @@ def main(argv):
     model = get_model('dc40')
     if mode == 'train':
         epochs = FLAGS.max_epochs if FLAGS.max_epochs is not None else settings.train_epochs
-        pipeline.train_base(model, settings, FLAGS.data_dir, epochs)
+        pipeline.train_base(model, settings, FLAGS.data_dir, epochs, FLAGS.restart_from)
     elif mode == 'eval':
         pipeline.eval_file(model, argv[2], FLAGS.data_dir, settings.eval_command_batch_size)
-    elif 'magnitude' in mode:
-        pipeline.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode).run()
     else:
-        pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode).run()
+        common = dict(restart_from=FLAGS.restart_from, partial_start=FLAGS.allow_partial_start)
+        if 'magnitude' in mode:
+            pipeline.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
+                                      **common).run()
+        else:
+            pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
+                                    clusters_file=FLAGS.clusters_file, **common).run()
 
 
 def run():

@@ -1,18 +1,18 @@
-"""C-SGD's commands as stages over files in the working directory, as in the original: base training
-(new), evaluation, the magnitude baseline (prune by L1, finetune) and C-SGD (cluster, train with the
-centripetal rule, trim with no finetuning). A stage whose output file exists is not redone."""
+"""C-SGD's commands over files in the working directory, as in the original: base training (new),
+evaluation, the magnitude baseline (prune by L1, finetune) and C-SGD (cluster, train with the
+centripetal rule, trim with no finetuning), run as stages of the stage runner (run.json)."""
 
+import functools
 import os
-import pickle
-
-import numpy as np
 
 from csgd import clustering
+from csgd.clusters_file import load_clusters, save_clusters
 from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_deviation
-from tf_benchmarks import flops, hdf5_io, input_pipeline
+from tf_benchmarks import flops, hdf5_io, input_pipeline, records
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
-from tf_benchmarks.logs import cur_time, log_has_line, log_important
+from tf_benchmarks.logs import LogBook, cur_time, log_important
+from tf_benchmarks.stages import Stage, StageRunner, file_digest
 from tf_benchmarks.models.densenet_model import BLOCKS_PER_STAGE
 from tf_benchmarks.surgery import apply_surgery
 from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
@@ -65,12 +65,20 @@ def record_line(path, result, comment=''):
                                          comment)
 
 
-def train_base(model, s, data_dir, epochs, log=print):
-    """`train`: the base DenseNet-40 -> dc40_scratch_savedweights.hdf5 (resumes if stopped)."""
-    def make_config(num_examples):
-        return _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions, num_examples,
-                       weight_decay=s.weight_decay, l2_filter=kernels_only)
-    return train_to_file(model, s.deps, data_dir, make_config, SCRATCH_TRAIN_DIR, PRETRAINED, log)
+def train_base(model, s, data_dir, epochs, restart_from=None, log=print):
+    """`train`: the base DenseNet-40 -> dc40_scratch_savedweights.hdf5 (one stage)."""
+    def run():
+        data = input_pipeline.RecordData(data_dir)
+        config = _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions,
+                         data.num_examples, weight_decay=s.weight_decay, l2_filter=kernels_only)
+        train_to_file(model, s.deps, data, config, SCRATCH_TRAIN_DIR, PRETRAINED, log=log)
+    settings = dict(model=model.name, deps=s.deps, epochs=epochs, batch_size=s.batch_size,
+                    lr_values=s.train_lr_values, lr_epoch_fractions=s.train_lr_epoch_fractions,
+                    weight_decay=s.weight_decay, precision=s.precision,
+                    **records.data_settings(data_dir))
+    StageRunner([Stage('train', settings, run, outputs=[PRETRAINED],
+                       work_dirs=[SCRATCH_TRAIN_DIR])], restart_from=restart_from, log=log).run()
+    return PRETRAINED
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
@@ -86,15 +94,20 @@ def eval_file(model, path, data_dir, batch_size, log=print):
 
 
 class _Stages:
-    """Shared by both methods: the init file, the target widths, logging into an important log."""
+    """Shared by both methods: the init file, the target widths, the important log, the stage
+    settings, and running the stages."""
 
-    def __init__(self, model, settings, data_dir, init_hdf5, log_file, log=print):
+    def __init__(self, model, settings, data_dir, init_hdf5, log_file, restart_from=None,
+                 partial_start=False, log=print):
         self.model = model
         self.s = settings
         self.data_dir = data_dir
         self.log_file = log_file
         self.print = log
         self.init_hdf5 = init_hdf5
+        self.restart_from = restart_from
+        self.partial_start = partial_start
+        self.logs = LogBook([log_file])
         if not os.path.exists(init_hdf5):
             raise UserError('%s does not exist; run `csgd_standalone.py train` first or pass '
                             '--init_hdf5 (an original std_dc40_9382.hdf5 also loads)' % init_hdf5)
@@ -107,13 +120,21 @@ class _Stages:
     def log(self, message):
         log_important(message, self.log_file)
 
-    def logged(self, marker):
-        return log_has_line(self.log_file, lambda line: marker in line)
+    def common_settings(self):
+        return dict(model=self.model.name, init=self.init_hdf5,
+                    init_sha256=file_digest(self.init_hdf5), target_deps=self.s.target_deps,
+                    **records.data_settings(self.data_dir))
+
+    def train_settings(self):
+        s = self.s
+        return dict(epochs=s.max_epochs, batch_size=s.batch_size, lr_values=s.lr_values,
+                    lr_epoch_fractions=s.lr_epoch_fractions, weight_decay=s.weight_decay,
+                    precision=s.precision, partial_start=self.partial_start)
+
+    def run_stages(self, stages):
+        StageRunner(stages, self.logs, restart_from=self.restart_from, log=self.print).run()
 
     def eval_and_log(self, path, comment, weight_file=None):
-        """Evaluate and append the record line, unless a line with this comment exists already."""
-        if self.logged(comment):
-            return None
         weight_file = weight_file or hdf5_io.read_hdf5(path)
         result = evaluate_file(self.model, weight_file, self.data_dir, self.s.eval_batch_size,
                                path)
@@ -121,8 +142,6 @@ class _Stages:
         return result
 
     def log_structure(self):
-        if self.logged('target structure %s:' % self.s.target_deps):
-            return
         before = flops.count_flops(self.model, self.origin_deps)
         after = flops.count_flops(self.model, self.target_deps)
         self.log('target structure %s: FLOPs %d -> %d (%.2f%% removed), params %d -> %d, deps %s'
@@ -134,18 +153,24 @@ class _Stages:
         return _config(self.s, self.s.max_epochs, self.s.lr_values, self.s.lr_epoch_fractions,
                        self.num_examples, **kwargs)
 
+    def trainer(self, deps, config, train_dir, init_weights, init_source, **kwargs):
+        return Trainer(self.model, deps, self.data_dir, config, train_dir,
+                       init_weights=init_weights, init_source=init_source,
+                       partial_init=self.partial_start, logs=self.logs, log=self.print, **kwargs)
+
 
 class MagnitudePruning(_Stages):
     """`magnitude1`: L1-magnitude pruning of every incremental layer to the target width, then
-    finetuning with the C-SGD schedule."""
+    finetuning with the C-SGD schedule; stages `<mode>.prune` and `<mode>.finetune`."""
 
-    def __init__(self, model, settings, data_dir, init_hdf5, prefix='magnitude1', log=print):
+    def __init__(self, model, settings, data_dir, init_hdf5, prefix='magnitude1', **kwargs):
         super().__init__(model, settings, data_dir, init_hdf5,
-                         'dc40_%s_important_log.txt' % prefix, log)
+                         'dc40_%s_important_log.txt' % prefix, **kwargs)
         self.prefix = prefix
-        self.eqcls_file = 'dc40_equivalent_eqcls_%s.npy' % prefix
+        self.eqcls_file = 'dc40_equivalent_eqcls_%s.json' % prefix
         self.pruned_file = 'dc40_%s_prunedweights.hdf5' % prefix
         self.trained_file = '%s_trained.hdf5' % prefix
+        self.train_dir = prefix + '_train'
 
     def plans(self):
         return {layer: clustering.magnitude_plan(self.init.weights[conv.kernel],
@@ -153,46 +178,86 @@ class MagnitudePruning(_Stages):
                 for layer, conv in enumerate(self.trace.convs)}
 
     def run(self):
-        self.log_structure()
-        if not os.path.exists(self.pruned_file):
-            plans = self.plans()
-            _save_clusters(self.eqcls_file, plans)
-            weights, deps = apply_surgery(self.trace, self.init.weights, plans)
-            hdf5_io.save_hdf5(self.pruned_file, weights, deps)
-            self.log('%s (%s variant): pruned %s to %s, saved to %s'
-                     % (self.prefix, self.s.magnitude_variant, self.init_hdf5, list(deps),
-                        self.pruned_file))
-        self.eval_and_log(self.pruned_file, 'eval after magnitude pruning, before finetuning')
-        if not os.path.exists(self.trained_file):
-            pruned = hdf5_io.read_hdf5(self.pruned_file)
-            clean = self.s.magnitude_variant == 'clean'
-            config = self.train_config(weight_decay=self.s.weight_decay, l2_filter=kernels_only,
-                                       augmentation=clean, shuffle=clean)
-            result = Trainer(self.model, pruned.deps, self.data_dir, config, self.prefix + '_train',
-                             init_weights=pruned.weights, log=self.print).run()
-            hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps)
-            self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
-        self.eval_and_log(self.trained_file, 'eval after finetuning')
+        common = dict(self.common_settings(), variant=self.s.magnitude_variant)
+        self.run_stages([
+            Stage(self.prefix + '.prune', common, self.prune,
+                  outputs=[self.eqcls_file, self.pruned_file], inputs=[self.init_hdf5]),
+            Stage(self.prefix + '.finetune', dict(common, **self.train_settings()), self.finetune,
+                  outputs=[self.trained_file], inputs=[self.pruned_file],
+                  work_dirs=[self.train_dir])])
         return self.trained_file
+
+    def prune(self):
+        self.log_structure()
+        plans = self.plans()
+        save_clusters(self.eqcls_file, plans)
+        weights, deps = apply_surgery(self.trace, self.init.weights, plans)
+        hdf5_io.save_hdf5(self.pruned_file, weights, deps)
+        self.log('%s (%s variant): pruned %s to %s, saved to %s'
+                 % (self.prefix, self.s.magnitude_variant, self.init_hdf5, list(deps),
+                    self.pruned_file))
+        self.eval_and_log(self.pruned_file, 'eval after magnitude pruning, before finetuning')
+
+    def finetune(self):
+        pruned = hdf5_io.read_hdf5(self.pruned_file)
+        clean = self.s.magnitude_variant == 'clean'
+        config = self.train_config(weight_decay=self.s.weight_decay, l2_filter=kernels_only,
+                                   augmentation=clean, shuffle=clean)
+        result = self.trainer(pruned.deps, config, self.train_dir, pruned.weights,
+                              self.pruned_file).run()
+        hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps)
+        self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
+        self.eval_and_log(self.trained_file, 'eval after finetuning')
 
 
 class CentripetalSGD(_Stages):
-    """`csgd1`: clusters -> C-SGD training -> trimming (one iteration, schedule_vector=[1])."""
+    """`csgd1`: clusters -> C-SGD training -> trimming (one iteration, schedule_vector=[1]); stages
+    `<mode>.clusters`, `<mode>.train` and `<mode>.trim`."""
 
-    def __init__(self, model, settings, data_dir, init_hdf5, prefix='csgd1', log=print):
+    def __init__(self, model, settings, data_dir, init_hdf5, prefix='csgd1', clusters_file=None,
+                 **kwargs):
         super().__init__(model, settings, data_dir, init_hdf5,
-                         'dc40_%s_important_log.txt' % prefix, log)
+                         'dc40_%s_important_log.txt' % prefix, **kwargs)
+        self.clusters_file = clusters_file
+        self.mode = prefix
         self.prefix = 'dc40_%s_itr0' % prefix
-        self.eqcls_file = self.prefix + '_eqcls.npy'
+        self.eqcls_file = self.prefix + '_eqcls.json'
         self.sted_file = self.prefix + '_sted.hdf5'
         self.pruned_file = self.prefix + '_prunedweights.hdf5'
         self.train_dir = self.prefix + '_train'
 
+    def run(self):
+        s = self.s
+        common = self.common_settings()
+        clusters = dict(common, cluster_method=s.cluster_method)
+        if self.clusters_file:
+            if not os.path.exists(self.clusters_file):
+                raise UserError('--clusters_file %s does not exist' % self.clusters_file)
+            clusters = dict(common, clusters_file=self.clusters_file,
+                            clusters_file_sha256=file_digest(self.clusters_file))
+        elif s.cluster_method == 'kmeans':
+            clusters.update(kmeans_seed=s.kmeans_seed, kmeans_n_init=s.kmeans_n_init)
+        self.run_stages([
+            Stage(self.mode + '.clusters', clusters, self.cluster_stage,
+                  outputs=[self.eqcls_file], inputs=[self.init_hdf5]),
+            Stage(self.mode + '.train', dict(clusters, centri_strength=s.centri_strength,
+                                             **self.train_settings()),
+                  self.train_stage, outputs=[self.sted_file],
+                  inputs=[self.init_hdf5, self.eqcls_file], work_dirs=[self.train_dir]),
+            Stage(self.mode + '.trim', {}, self.trim_stage, outputs=[self.pruned_file],
+                  inputs=[self.sted_file, self.eqcls_file])])
+        return self.pruned_file
+
     def clusters(self):
-        """Cluster every conv layer (cached in the eqcls file, which is re-saved after each layer)."""
-        plans = _load_clusters(self.eqcls_file) if os.path.exists(self.eqcls_file) else {}
-        if len(plans) < len(self.trace.convs):
-            self.log('I calculate eqcls by %s' % self.s.cluster_method)
+        """Cluster every conv layer; the eqcls file is re-saved after each layer, so a stopped
+        clustering continues with the next layer."""
+        if self.clusters_file:
+            plans = load_clusters(self.clusters_file)
+            clustering.check_clusters(plans, self.origin_deps, self.target_deps,
+                                      self.clusters_file)
+            save_clusters(self.eqcls_file, plans)
+            return plans
+        plans = self.load_plans(partial=True) if os.path.exists(self.eqcls_file) else {}
         for layer, conv in enumerate(self.trace.convs):
             if layer in plans:
                 continue
@@ -204,57 +269,49 @@ class CentripetalSGD(_Stages):
                 plans[layer] = clustering.even_clusters(conv.out_channels, target)
             else:
                 plans[layer] = clustering.biased_clusters(conv.out_channels, target)
-            _save_clusters(self.eqcls_file, plans)
+            save_clusters(self.eqcls_file, plans)
         return plans
 
-    def run(self):
+    def load_plans(self, partial=False):
+        """The clusters file, checked against the model's and the target's widths."""
+        plans = load_clusters(self.eqcls_file)
+        clustering.check_clusters(plans, self.origin_deps, self.target_deps, self.eqcls_file,
+                                  partial)
+        return plans
+
+    def cluster_stage(self):
         self.log_structure()
-        if not self.logged('CSGD: start itr 0'):
-            self.log('CSGD: start itr 0, start from %s, st to %s, cur remain deps %s, next remain '
-                     'deps %s, cur train dir %s' % (self.init_hdf5, self.sted_file,
-                                                    list(self.origin_deps), list(self.target_deps),
-                                                    self.train_dir))
-        plans = self.clusters()
-        bn_plans = clustering.bn_channel_clusters(self.trace, plans)
+        self.log('CSGD: start itr 0, start from %s, st to %s, cur remain deps %s, next remain '
+                 'deps %s, cur train dir %s' % (self.init_hdf5, self.sted_file,
+                                                list(self.origin_deps), list(self.target_deps),
+                                                self.train_dir))
+        self.log('I use the eqcls of %s' % self.clusters_file if self.clusters_file else
+                 'I calculate eqcls by %s' % self.s.cluster_method)
+        self.clusters()
         self.eval_and_log(self.init_hdf5, 'eval at itr 0, cur remain deps %s'
                           % list(self.origin_deps), self.init)
-        if not os.path.exists(self.sted_file):
-            handler = CentripetalHandler(self.trace, plans, bn_plans, self.s.weight_decay,
-                                         self.s.centri_strength)
-            config = self.train_config(weight_decay=0.0)
-            result = Trainer(self.model, self.origin_deps, self.data_dir, config, self.train_dir,
-                             init_weights=self.init.weights, grad_handler=handler,
-                             hooks=[ClusterSpreadHook(handler)], log=self.print).run()
-            hdf5_io.save_hdf5(self.sted_file, result.weights, self.origin_deps)
-            self.log('C-SGD train completed. save to: %s' % self.sted_file)
-        sted = hdf5_io.read_hdf5(self.sted_file)
-        if not self.logged('max difference within clusters'):
-            self.log('max difference within clusters after C-SGD: %.3g (kernels and BN vectors)'
-                     % cluster_deviation(sted.weights, self.trace, plans, bn_plans))
+
+    def train_stage(self):
+        plans = self.load_plans()
+        bn_plans = clustering.bn_channel_clusters(self.trace, plans)
+        handler = CentripetalHandler(self.trace, plans, bn_plans, self.s.weight_decay,
+                                     self.s.centri_strength)
+        config = self.train_config(weight_decay=0.0)
+        result = self.trainer(self.origin_deps, config, self.train_dir, self.init.weights,
+                              self.init_hdf5, grad_handler=handler,
+                              hooks=[ClusterSpreadHook(handler)]).run()
+        hdf5_io.save_hdf5(self.sted_file, result.weights, self.origin_deps)
+        self.log(handler.summary)
+        self.log('C-SGD train completed. save to: %s' % self.sted_file)
+        self.log('max difference within clusters after C-SGD: %.3g (kernels and BN vectors)'
+                 % cluster_deviation(result.weights, self.trace, plans, bn_plans))
         self.eval_and_log(self.sted_file, 'eval before trimming at itr 0, cur remain deps %s'
-                          % list(self.origin_deps), sted)
-        if not os.path.exists(self.pruned_file):
-            weights, deps = apply_surgery(self.trace, sted.weights, plans)
-            hdf5_io.save_hdf5(self.pruned_file, weights, deps)
-            self.log('finished trimming at itr 0, save to %s' % self.pruned_file)
+                          % list(self.origin_deps))
+
+    def trim_stage(self):
+        sted = hdf5_io.read_hdf5(self.sted_file)
+        weights, deps = apply_surgery(self.trace, sted.weights, self.load_plans())
+        hdf5_io.save_hdf5(self.pruned_file, weights, deps)
+        self.log('finished trimming at itr 0, save to %s' % self.pruned_file)
         self.eval_and_log(self.pruned_file, 'eval after trimming at itr 0, cur remain deps %s'
                           % list(self.target_deps))
-        return self.pruned_file
-
-
-def _save_clusters(path, plans):
-    """The original's eqcls .npy: a pickled dict {layer: [[filter indices], ...]}."""
-    tmp = hdf5_io.atomic_path(path)
-    with open(tmp, 'wb') as f:
-        np.save(f, {k: [list(map(int, c)) for c in v] for k, v in plans.items()},
-                allow_pickle=True)
-    os.replace(tmp, path)
-
-
-def _load_clusters(path):
-    try:
-        plans = np.load(path, allow_pickle=True).item()
-    except (OSError, ValueError, pickle.UnpicklingError, EOFError) as e:
-        raise UserError('%s is not a cluster file (%s); delete it to recompute the clusters'
-                        % (path, e))
-    return {int(k): [list(map(int, c)) for c in v] for k, v in plans.items()}

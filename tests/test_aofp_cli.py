@@ -69,7 +69,7 @@ def test_train_eval_prune_files_keys_and_logs(trained, synthetic_dir):
     # a finished iteration is never redone
     stamps = {p: os.path.getmtime(p) for p in (work / 'bds_exps').glob('*.hdf5')}
     out = run(['prune', '--data_dir', synthetic_dir, '--metric_limit', '10'] + PRUNE, work).stdout
-    assert 'iteration 0 already finished' in out
+    assert 'stage itr0.finetune already done' in out
     assert (work / 'bds_overall_logs.txt').read_text().splitlines() == lines
     assert stamps == {p: os.path.getmtime(p) for p in (work / 'bds_exps').glob('*.hdf5')}
 
@@ -89,7 +89,7 @@ def test_interrupted_prune_resumes_from_its_checkpoint(trained, synthetic_dir, t
     assert proc.wait(timeout=120) == 130
     assert 'checkpoint saved at step' in output
     assert not (work / 'bds_exps' / 'vc_reproduce_itr0_tunedweights.hdf5').exists()
-    out = run(['prune', '--data_dir', synthetic_dir, '--metric_limit', '10'] + PRUNE, work).stdout
+    out = run(['prune', '--data_dir', synthetic_dir, '--metric_limit', '0'] + PRUNE, work).stdout
     resumed = [l for l in out.splitlines() if l.startswith('resumed from')]
     assert resumed and resumed[0].startswith('resumed from bds_exps/vc_reproduce_itr0_train at step')
     assert int(resumed[0].split()[-1]) >= 40

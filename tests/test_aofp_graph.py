@@ -3,8 +3,7 @@
 import numpy as np
 
 from aofp.masked_builder import MaskedConvNetBuilder
-from aofp.pipeline import AofpPruning, evaluate_weights
-from aofp.presets import PRESETS
+from aofp.pipeline import evaluate_weights, prune_weights
 from tf_benchmarks import hdf5_io
 from tf_benchmarks.convnet_builder import ConvNetBuilder
 from tf_benchmarks.evaluation import predict_logits
@@ -115,8 +114,7 @@ def test_pruned_model_equals_the_masked_model():
     weights = random_weights(trace, 5)
     masks = _random_masks(DEPS, 6)
     tuned = hdf5_io.WeightFile(weights, tuple(DEPS), masks)
-    pruning = AofpPruning(vc, PRESETS['smoke'], data_dir=None)
-    pruned_weights, pruned_deps = pruning.prune(tuned)
+    pruned_weights, pruned_deps = prune_weights(vc, tuned)
     assert pruned_deps == [int(m.sum()) for m in masks.values()]
     images = random_images(16)
     masked = _masked_logits(vc, weights, masks, images)
@@ -143,7 +141,7 @@ def test_pruned_and_masked_evaluations_give_the_same_top1(synthetic_dir):
     weights = random_weights(vc.trace(DEPS), 7)
     masks = _random_masks(DEPS, 8)
     tuned = hdf5_io.WeightFile(weights, tuple(DEPS), masks)
-    pruned_weights, pruned_deps = AofpPruning(vc, PRESETS['smoke'], None).prune(tuned)
+    pruned_weights, pruned_deps = prune_weights(vc, tuned)
     masked = evaluate_weights(vc, tuned, synthetic_dir, 64, 'tuned')
     pruned = evaluate_weights(vc, hdf5_io.WeightFile(pruned_weights, tuple(pruned_deps)),
                               synthetic_dir, 64, 'pruned')

@@ -10,6 +10,7 @@ import pytest
 from conftest import REPO
 from csgd import clustering
 from csgd.centripetal import cluster_deviation
+from csgd.clusters_file import load_clusters
 from helpers import random_images, run_script
 from tf_benchmarks import hdf5_io
 from tf_benchmarks.evaluation import predict_logits
@@ -50,8 +51,7 @@ def test_csgd1_collapses_clusters_and_trims_exactly(work, synthetic_dir):
 
     dc40 = get_model('dc40')
     trace = dc40.trace(TINY_DEPS)
-    plans = {int(k): v for k, v in np.load(work / 'dc40_csgd1_itr0_eqcls.npy',
-                                           allow_pickle=True).item().items()}
+    plans = load_clusters(str(work / 'dc40_csgd1_itr0_eqcls.json'))
     assert sorted(plans) == list(range(39))
     assert [len(plans[l]) for l in (0, 1, 13, 14, 26, 38)] == [4, 1, 28, 1, 52, 1]
     sted = hdf5_io.read_hdf5(str(work / 'dc40_csgd1_itr0_sted.hdf5'))
@@ -75,7 +75,7 @@ def test_csgd1_collapses_clusters_and_trims_exactly(work, synthetic_dir):
 
 def test_magnitude1_files_keys_and_eval(work, synthetic_dir):
     run(['magnitude1', '--data_dir', synthetic_dir, '--max_epochs', '1'] + TARGET + TINY, work)
-    plans = np.load(work / 'dc40_equivalent_eqcls_magnitude1.npy', allow_pickle=True).item()
+    plans = load_clusters(str(work / 'dc40_equivalent_eqcls_magnitude1.json'))
     assert len(plans[1]) == 1 and sorted(plans[1][0]) == [0, 1]   # dropped one joins the kept one
     target = [4] + [1] * 12 + [28] + [1] * 12 + [52] + [1] * 12
     for name in ('dc40_magnitude1_prunedweights.hdf5', 'magnitude1_trained.hdf5'):

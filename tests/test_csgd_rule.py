@@ -61,15 +61,20 @@ def test_graph_handler_equals_the_numpy_rule():
     handler = CentripetalHandler(trace, plans, bn_plans, 1e-4, 3e-3)
     kernel_name, bn_gamma = trace.convs[5].kernel, trace.bns[7].scope + '/gamma'
     with tf.Graph().as_default():
-        kernel = tf.Variable(rng.normal(size=(3, 3, 28, 4)).astype(np.float32), name=kernel_name)
-        gamma = tf.Variable(rng.normal(size=(44,)).astype(np.float32), name=bn_gamma)
-        other = tf.Variable(np.ones(3, np.float32), name='fc10/kernel')
-        grads = [tf.constant(rng.normal(size=v.shape.as_list()).astype(np.float32))
-                 for v in (kernel, gamma, other)]
-        out = handler(list(zip(grads, [kernel, gamma, other])))
+        variables = {name: tf.Variable(rng.normal(size=info.shape).astype(np.float32), name=name)
+                     for name, info in trace.variables.items() if info.trainable}
+        grads = {name: tf.constant(rng.normal(size=v.shape.as_list()).astype(np.float32))
+                 for name, v in variables.items()}
+        pairs = [(grads[n], variables[n]) for n in variables]
+        with pytest.raises(ValueError, match='no gradient for 1 clustered variables'):
+            handler([p for p in pairs if p[1] is not variables[kernel_name]])
+        out = dict(zip(variables, (g for g, _ in handler(pairs))))
+        kernel, gamma, other = (variables[n] for n in (kernel_name, bn_gamma, 'fc10/kernel'))
         with tf.Session() as sess:
             sess.run(tf.global_variables_initializer())
-            values = sess.run([g for g, _ in out] + grads + [kernel, gamma])
+            values = sess.run([out[n] for n in (kernel_name, bn_gamma, 'fc10/kernel')] +
+                              [grads[n] for n in (kernel_name, bn_gamma, 'fc10/kernel')] +
+                              [kernel, gamma])
     new_k, new_g, new_o, gk, gg, go, k, g = values
     expected_k = centripetal_gradient(gk.reshape(-1, 4).T, k.reshape(-1, 4).T, plans[5], 1e-4,
                                       3e-3).T.reshape(k.shape)

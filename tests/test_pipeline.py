@@ -10,32 +10,57 @@ from tf_benchmarks.models import get_model
 from tf_benchmarks.session import tf
 
 
-def _first_batch(dataset):
+def _stream(path, batch_size, steps=1, start=0, **kwargs):
+    """`steps` batches of the training stream of `path`, starting at stream position `start`."""
+    images, labels = input_pipeline.load_split(path)
     with tf.Graph().as_default():
-        images, labels = tf.data.make_one_shot_iterator(dataset()).get_next()
+        ds = input_pipeline.position_dataset(images, labels, start, batch_size, **kwargs)
+        batch = tf.data.make_one_shot_iterator(ds).get_next()
         with tf.Session() as sess:
-            return sess.run([images, labels])
+            return [sess.run(batch) for _ in range(steps)]
 
 
 def test_train_batches_shape_range_and_order(synthetic_dir):
     path = records.split_path(synthetic_dir, 'train')
     raw, raw_labels, _ = records.read_records(path)
-    images, labels = _first_batch(lambda: input_pipeline.train_dataset(
-        path, 32, augmentation=False, shuffle=False))
+    (images, labels), = _stream(path, 32, augmentation=False, shuffle=False)
     assert images.shape == (32, 32, 32, 3) and images.dtype == np.float32
     np.testing.assert_allclose(images, raw[:32] / 127.5 - 1.0, atol=1e-6)
     np.testing.assert_array_equal(labels, raw_labels[:32])
 
-    images, labels = _first_batch(lambda: input_pipeline.train_dataset(path, 64, seed=1))
+    (images, labels), = _stream(path, 64, seed=1)
     assert images.shape == (64, 32, 32, 3)
     assert images.min() >= -1.0 and images.max() <= 1.0
     assert labels.min() >= 0 and labels.max() <= 9
 
 
+def test_every_epoch_is_a_new_permutation_of_the_split(synthetic_dir):
+    path = records.split_path(synthetic_dir, 'train')
+    raw, _, _ = records.read_records(path)
+    batches = _stream(path, 64, steps=20, augmentation=False, seed=5)   # 640 images: 2 epochs
+    pixels = np.round((np.concatenate([b[0] for b in batches]) + 1) * 127.5).astype(np.uint8)
+    index = {raw[i].tobytes(): i for i in range(len(raw))}
+    order = [index[p.tobytes()] for p in pixels]
+    assert sorted(order[:640]) == sorted(order[640:]) == list(range(640))
+    assert order[:640] != order[640:] and order[:640] != list(range(640))
+
+
+def test_a_stream_started_later_continues_exactly(synthetic_dir):
+    """Position p of a stream started at 0 equals position p of a stream started at p (across an
+    epoch boundary, augmentation included): what makes a resumed run exact."""
+    path = records.split_path(synthetic_dir, 'train')
+    whole = _stream(path, 64, steps=14, seed=7)
+    later = _stream(path, 64, steps=4, start=10 * 64, seed=7)
+    for (a, la), (b, lb) in zip(whole[10:], later):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    assert not np.array_equal(whole[0][0], _stream(path, 64, seed=8)[0][0])
+
+
 def test_augmentation_is_a_zero_padded_crop_maybe_flipped(synthetic_dir):
     path = records.split_path(synthetic_dir, 'train')
     raw, _, _ = records.read_records(path)
-    images, _ = _first_batch(lambda: input_pipeline.train_dataset(path, 16, shuffle=False, seed=3))
+    (images, _), = _stream(path, 16, shuffle=False, seed=3)
     pixels = np.round((images + 1.0) * 127.5).astype(np.int64)
     moved = 0
     for i in range(16):

@@ -43,7 +43,7 @@ def test_a_few_steps_lower_the_loss(synthetic_dir, tmp_path):
     assert last < first - 0.1, (first, last)
     assert result.step == 100
     assert set(result.weights) == set(get_model('vc').trace(TINY_VC).variables)
-    assert os.path.exists(tmp_path / 'run' / 'model.ckpt-100.index')
+    assert os.path.exists(tmp_path / 'run' / 'ckpt-100' / 'state.json')
     assert any(n.startswith('events.out.tfevents') for n in os.listdir(tmp_path / 'run'))
 
 

@@ -24,6 +24,15 @@ def define_common_flags(presets):
                       '1.6x faster training on CPUs with AMX/AVX512-BF16.')
     flags.DEFINE_string('deps', None, 'Widths of the model `train` builds, comma-separated '
                         '(default: the preset\'s).')
+    flags.DEFINE_integer('checkpoint_every', None, 'Steps between resumable checkpoints (default: '
+                         'the preset\'s; they are also written every 10 minutes).')
+    flags.DEFINE_string('restart_from', None, 'Redo this stage (a name from run.json, e.g. '
+                        'itr0.search) and every stage after it, with the settings given now.')
+    flags.DEFINE_bool('deterministic', False, 'TensorFlow op determinism: a run stopped and '
+                      'resumed ends with the same bytes as one never stopped.')
+    flags.DEFINE_bool('allow_partial_start', False, 'Start training from a weights file whose '
+                      'entries do not all match the model (the missing ones keep their random '
+                      'initialization); without it such a file is refused.')
 
 
 def apply_common_flags(presets):
@@ -36,17 +45,27 @@ def apply_common_flags(presets):
         if FLAGS.batch_size < 1:
             raise UserError('--batch_size must be at least 1, got %d' % FLAGS.batch_size)
         settings.batch_size = FLAGS.batch_size
+    if FLAGS.checkpoint_every is not None:
+        if FLAGS.checkpoint_every < 1:
+            raise UserError('--checkpoint_every must be at least 1, got %d' % FLAGS.checkpoint_every)
+        settings.checkpoint_every = FLAGS.checkpoint_every
     settings.precision = FLAGS.precision
+    if FLAGS.deterministic:
+        import tensorflow as tf2
+        tf2.config.experimental.enable_op_determinism()
     if FLAGS.deps:
         settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
     return settings
 
 
-def override_from_flags(settings, names):
-    """Set each settings field in `names` to the flag of the same name, where that flag is given."""
+def override_from_flags(settings, names, positive=()):
+    """Set each settings field in `names` to the flag of the same name, where that flag is given;
+    those in `positive` must be > 0."""
     for name in names:
         value = getattr(FLAGS, name)
         if value is not None:
+            if name in positive and not value > 0:
+                raise UserError('--%s must be positive, got %g' % (name, value))
             setattr(settings, name, value)
 
 

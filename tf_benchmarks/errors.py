@@ -1,6 +1,11 @@
 """User-facing errors: one clear message and a non-zero exit instead of a traceback."""
 
+import errno
 import sys
+
+# Write failures a user fixes by choosing another directory or freeing space.
+_WRITE_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EDQUOT,
+                 errno.ENOTDIR)
 
 
 class UserError(Exception):
@@ -11,16 +16,30 @@ class UserError(Exception):
 
 
 def exit_on_user_error(main):
-    """Wrap an absl `main(argv)`: a UserError ends the program with its message on stderr and exit
-    status 2; Ctrl-C ends it with exit status 130 (work is checkpointed before, see Trainer)."""
+    """Wrap an absl `main(argv)`: a UserError, or a file that cannot be written (read-only or full
+    disk), ends the program with one message on stderr and exit status 2; Ctrl-C ends it with exit
+    status 130 (work is checkpointed before, see Trainer)."""
     def wrapped(argv):
         try:
             return main(argv)
         except UserError as e:
-            sys.stderr.write('error: %s\n' % e)
-            sys.stderr.flush()
-            sys.exit(2)
+            _fail(str(e))
+        except OSError as e:
+            if e.errno not in _WRITE_ERRORS:
+                raise
+            _fail(cannot_write_message(e.filename or '', e.strerror))
         except KeyboardInterrupt:
             sys.stderr.write('interrupted; run the same command again to continue\n')
             sys.exit(130)
     return wrapped
+
+
+def cannot_write_message(path, reason):
+    return ('cannot write %s (%s); run in a writable directory with free space. Files already '
+            'finished are kept, and the same command continues from them' % (path, reason))
+
+
+def _fail(message):
+    sys.stderr.write('error: %s\n' % message)
+    sys.stderr.flush()
+    sys.exit(2)

@@ -32,6 +32,7 @@ class Evaluator:
         self.path = records.split_path(data_dir, split)
         self.graph = tf.Graph()
         with self.graph.as_default():
+            tf.set_random_seed(0)  # initializers are overwritten; op determinism wants a seed
             ds = input_pipeline.eval_dataset(self.path, batch_size)
             self.iterator = tf.data.make_initializable_iterator(ds)
             images, labels = self.iterator.get_next()
@@ -102,6 +103,7 @@ def predict_logits(model, deps, weights, images, builder_factory=ConvNetBuilder,
     """Inference-mode logits of `images` (float [N,32,32,3] in [-1, 1]) for exactness checks."""
     deps = model.check_deps(deps)
     with tf.Graph().as_default() as graph:
+        tf.set_random_seed(0)
         inputs = tf.placeholder(tf.float32, [None] + list(images.shape[1:]))
         builder = builder_factory(inputs, phase_train=False)
         logits = model.build(builder, deps).tensor

@@ -2,7 +2,9 @@
 
 One dataset per variable, keyed by the variable name with `/` replaced by `+` and a `:0` suffix
 (`v0+cg+conv0+conv2d+kernel:0`), plus `deps` (int widths) and, in AOFP tuned files,
-`base_mask_value{i}` (0/1 float masks). Files are written to a temporary name and renamed.
+`base_mask_value{i}` (0/1 float masks). Files are written to a temporary name and renamed. Reading
+takes top-level datasets of numbers stored in the file only: links, groups, virtual datasets and
+external storage (which could point at other files) are refused.
 """
 
 import dataclasses
@@ -75,13 +77,41 @@ def save_hdf5(path, weights, deps=None, masks=None):
             os.remove(tmp)
 
 
+_KINDS = {h5py.ExternalLink: 'a link to another file', h5py.SoftLink: 'a soft link',
+          h5py.Group: 'a group'}
+
+
+def _read_datasets(f, path):
+    """Every top-level dataset of an open file, stored in the file itself and of numbers; links,
+    groups, virtual datasets and external storage (which can point at other files) are refused."""
+    raw = {}
+    for key in f.keys():
+        link = f.get(key, getlink=True)
+        item = f.get(key) if isinstance(link, h5py.HardLink) else link
+        if not isinstance(item, h5py.Dataset):
+            problem = 'is %s' % _KINDS.get(type(item), 'a ' + type(item).__name__)
+        elif item.is_virtual:
+            problem = 'is a virtual dataset'
+        elif item.external is not None:
+            problem = 'is stored outside the file'
+        elif item.dtype.kind not in 'biuf':
+            problem = 'has dtype %s' % item.dtype
+        else:
+            raw[key] = np.asarray(item)
+            continue
+        raise UserError('%s: entry %r %s; a weights file holds only datasets of numbers '
+                        'stored in the file, so it is not read' % (path, key, problem))
+    return raw
+
+
 def read_hdf5(path):
-    """Read a weights file into a WeightFile; a missing or unreadable file is a UserError."""
+    """Read a weights file into a WeightFile; a missing or unreadable file is a UserError, and so
+    is an entry that is not a plain dataset of numbers in the file (see _read_datasets)."""
     if not os.path.exists(path):
         raise UserError('weights file %s does not exist' % path)
     try:
         with h5py.File(path, 'r') as f:
-            raw = {key: np.asarray(f[key]) for key in f.keys()}
+            raw = _read_datasets(f, path)
     except (OSError, KeyError) as e:
         raise UserError('cannot read %s as an hdf5 weights file (%s); is it a complete file '
                         'written by this project or the original code?' % (path, e))
@@ -135,7 +165,12 @@ def match_weights(shapes, weights):
     return assignments, report
 
 
-def check_report(report, source, allow_missing=False):
+def _listed(names, limit=8):
+    return ', '.join(names[:limit]) + (' and %d more' % (len(names) - limit)
+                                       if len(names) > limit else '')
+
+
+def check_report(report, source, allow_missing=False, allow_unexpected=True):
     """Raise a UserError naming the problem entries if the load is not clean enough."""
     if report.mismatched:
         lines = ['  %s: graph %s, file %s' % m for m in report.mismatched[:10]]
@@ -143,7 +178,14 @@ def check_report(report, source, allow_missing=False):
                         'Rebuild the model with the widths (deps) stored in that file, or pass a '
                         'file of this architecture.' % (source, len(report.mismatched),
                                                          '\n'.join(lines)))
+    problems = []
     if report.missing and not allow_missing:
-        shown = ', '.join(report.missing[:8]) + (' ...' if len(report.missing) > 8 else '')
-        raise UserError('%s lacks %d of the model\'s variables (%s); it belongs to another '
-                        'architecture or is incomplete' % (source, len(report.missing), shown))
+        problems.append('it lacks %d of the model\'s variables (%s)'
+                        % (len(report.missing), _listed(report.missing)))
+    if report.unexpected and not allow_unexpected:
+        problems.append('it has %d entries the model does not have (%s)'
+                        % (len(report.unexpected), _listed(report.unexpected)))
+    if problems:
+        raise UserError('%s does not fit this model: %s. It belongs to another architecture or is '
+                        'incomplete; pass the right file (--allow_partial_start starts from the '
+                        'entries that match, on purpose)' % (source, '; '.join(problems)))

@@ -1,4 +1,5 @@
-"""Progress lines for long jobs and the originals' append-only log files."""
+"""Progress lines for long jobs, the originals' append-only log files, and the `LogBook` that rewinds
+those files to a checkpoint's sizes so that a resumed run never repeats a line."""
 
 import os
 import sys
@@ -20,13 +21,34 @@ def log_important(message, log_file):
         f.write(message + '\n')
 
 
-def log_has_line(log_file, predicate):
-    """Whether `log_file` already holds a line for which `predicate(line)` is true (how resumed
-    stages know what a previous run already logged)."""
-    if not os.path.exists(log_file):
-        return False
-    with open(log_file) as f:
-        return any(predicate(line) for line in f)
+class LogBook:
+    """The append-only log files of a run, by path. `sizes()` is recorded with every checkpoint and
+    at the start of every stage; `rewind(sizes)` cuts each file back to a recorded size, so the
+    lines a killed run wrote after its last checkpoint are written once more, not twice.
+    `stage_start` holds the sizes at the start of the running stage (set by the stage runner)."""
+
+    def __init__(self, paths=()):
+        self.paths = list(paths)
+        self.stage_start = None
+
+    def add(self, path):
+        if path not in self.paths:
+            self.paths.append(path)
+
+    def sizes(self):
+        return {p: os.path.getsize(p) if os.path.exists(p) else 0 for p in self.paths}
+
+    def rewind(self, sizes):
+        """Truncate every file to its size in `sizes` (files not named there: to empty)."""
+        for path in self.paths:
+            size = int((sizes or {}).get(path, 0))
+            if os.path.exists(path) and os.path.getsize(path) > size:
+                with open(path, 'r+b') as f:
+                    f.truncate(size)
+
+    def rewind_to_stage_start(self):
+        if self.stage_start is not None:
+            self.rewind(self.stage_start)
 
 
 def format_duration(seconds):

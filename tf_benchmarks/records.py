@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_benchmarks.errors import UserError
+from tf_benchmarks.stages import file_digest
 
 SPLIT_FILES = {
     'train': ('cifar10_train.tfrecord', 'train.tfrecords'),
@@ -89,6 +90,20 @@ def split_path(data_dir, split):
 
 
 _COUNT_CACHE = {}
+_DIGEST_CACHE = {}
+
+
+def data_settings(data_dir):
+    """What identifies a data set in a run record: the sha256 of its train and test records."""
+    result = {}
+    for split in ('train', 'test'):
+        path = split_path(data_dir, split)
+        stat = os.stat(path)
+        key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+        if key not in _DIGEST_CACHE:
+            _DIGEST_CACHE[key] = file_digest(path)
+        result['%s_records_sha256' % split] = _DIGEST_CACHE[key]
+    return result
 
 
 def count_records(path):

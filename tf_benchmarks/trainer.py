@@ -6,6 +6,9 @@ checkpoints that resume, and hdf5 snapshots in the originals' format."""
 import dataclasses
 import json
 import os
+import re
+import shutil
+import signal
 import time
 from typing import Callable, Sequence
 
@@ -15,8 +18,11 @@ from tf_benchmarks import session as tf_session
 from tf_benchmarks.session import tf
 from tf_benchmarks import hdf5_io, input_pipeline
 from tf_benchmarks.convnet_builder import ConvNetBuilder
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.logs import ProgressMeter
+from tf_benchmarks.errors import UserError, cannot_write_message
+from tf_benchmarks.faults import crash_point
+from tf_benchmarks.logs import LogBook, ProgressMeter
+
+_CKPT_DIR = re.compile(r'^ckpt-(\d+)$')
 
 
 def kernels_only(name, shape):
@@ -75,6 +81,11 @@ class TrainHook:
         """Called with the fetched extra values; return True to end training after this step."""
         return False
 
+    def finished(self):
+        """True when the hook has ended training (checked on resume, so a finished run takes no
+        further step)."""
+        return False
+
     def state(self):
         """JSON-serializable state, saved with every checkpoint."""
         return None
@@ -126,21 +137,26 @@ class TrainResult:
 class Trainer:
     """Builds the training graph of `model` at widths `deps` and runs it.
 
-    `data` is a data directory (its training tfrecords are read) or a source with `num_examples` and
-    `batches(batch_size, augmentation, shuffle, seed)` (see input_pipeline). `init_weights`
-    (name -> array) initialize the key variables unless `train_dir` holds a checkpoint to resume
-    from. `grad_handler(grads_and_vars) -> grads_and_vars` runs after gradient doubling and
+    `data` is a data directory (its training tfrecords are read) or a source with `num_examples`,
+    `batches(batch_size, augmentation, shuffle, seed)` and `initialize(session, step)` (see
+    input_pipeline). `init_weights` (name -> array, read from `init_source`) initialize the key
+    variables unless `train_dir` holds a checkpoint to resume from; they must match the model
+    exactly unless `partial_init`. `logs` is the run's LogBook, rewound on resume. `grad_handler(grads_and_vars) -> grads_and_vars` runs after gradient doubling and
     before `apply_gradients`. `builder_factory(images, phase_train, conv_dtype)` returns the
     ConvNetBuilder.
     """
 
     def __init__(self, model, deps, data, config, train_dir, init_weights=None, hooks=(),
-                 grad_handler=None, builder_factory=ConvNetBuilder, log=print):
+                 grad_handler=None, builder_factory=ConvNetBuilder, log=print,
+                 init_source='init weights', partial_init=False, logs=None):
         self.model = model
         self.deps = model.check_deps(deps)
         self.config = config
         self.train_dir = train_dir
         self.init_weights = init_weights
+        self.init_source = init_source
+        self.partial_init = partial_init
+        self.logs = logs or LogBook()
         self.hooks = list(hooks)
         self.grad_handler = grad_handler
         self.builder_factory = builder_factory
@@ -150,13 +166,21 @@ class Trainer:
         if self.num_examples < config.batch_size:
             raise UserError('%s has %d images, fewer than one batch of %d'
                             % (self.data.description, self.num_examples, config.batch_size))
+        # Resume order: the newest complete checkpoint in train_dir, else init_weights, else random.
+        # The logs go back to where that checkpoint (or the stage) left them before anything new
+        # is written, graph construction included.
+        self._checkpoint = self._find_checkpoint()
+        if self._checkpoint:
+            self.logs.rewind(self._checkpoint[1]['logs'])
+        else:
+            self.logs.rewind_to_stage_start()
         self.graph = tf.Graph()
         with self.graph.as_default():
             self._build()
             for hook in self.hooks:
                 hook.begin(self)
             self.summary_op = tf.summary.merge_all()
-            self.saver = tf.train.Saver(max_to_keep=2)
+            self.saver = tf.train.Saver(max_to_keep=None, save_relative_paths=True)
             self.init_op = tf.global_variables_initializer()
 
     # -- graph ----------------------------------------------------------------------------------
@@ -196,37 +220,85 @@ class Trainer:
             tf.summary.scalar(name, tensor)
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def _state_path(self, step):
-        return os.path.join(self.train_dir, 'hook_state-%d.json' % step)
+    # A checkpoint is one directory, ckpt-<step>/, holding the TF variables (weights, optimizer
+    # slots, global step, BN statistics) and state.json (the hooks' state, e.g. AOFP's search, and
+    # the sizes of the run's log files). It is written under a temporary name and renamed, so it is
+    # whole or absent. The input stream's position is the global step (see input_pipeline).
+    def checkpoints(self):
+        """{step: directory} of the complete checkpoints in train_dir."""
+        found = {}
+        if os.path.isdir(self.train_dir):
+            for name in os.listdir(self.train_dir):
+                match = _CKPT_DIR.match(name)
+                if match:
+                    found[int(match.group(1))] = os.path.join(self.train_dir, name)
+        return found
 
     def save_checkpoint(self, session, step):
-        """Hook states first (atomically), then the TF checkpoint that makes them current."""
-        os.makedirs(self.train_dir, exist_ok=True)
-        states = [h.state() for h in self.hooks]
-        path = self._state_path(step)
-        tmp = hdf5_io.atomic_path(path)
-        with open(tmp, 'w') as f:
-            json.dump(states, f)
-        os.replace(tmp, path)
-        self.saver.save(session, os.path.join(self.train_dir, 'model.ckpt'), global_step=step)
-        kept = {int(p.rsplit('-', 1)[1]) for p in self.saver.last_checkpoints}
-        for name in os.listdir(self.train_dir):
-            if name.startswith('hook_state-') and name.endswith('.json'):
-                if int(name[len('hook_state-'):-5]) not in kept:
-                    os.remove(os.path.join(self.train_dir, name))
+        final = os.path.join(self.train_dir, 'ckpt-%d' % step)
+        if os.path.isdir(final):
+            return
+        tmp = os.path.join(self.train_dir, '.ckpt-%d.tmp-%d' % (step, os.getpid()))
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            os.makedirs(tmp)
+            self.saver.save(session, os.path.join(tmp, 'model'), write_meta_graph=False,
+                            write_state=False)
+            state = {'step': step, 'hooks': [h.state() for h in self.hooks],
+                     'logs': self.logs.sizes()}
+            with open(os.path.join(tmp, 'state.json'), 'w') as f:
+                json.dump(state, f)
+            crash_point('checkpoint_write')
+            os.replace(tmp, final)
+        except tf.errors.OpError as e:
+            raise UserError(cannot_write_message(final, e.message.splitlines()[0]))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in sorted(self.checkpoints())[:-2]:
+            shutil.rmtree(self.checkpoints()[old], ignore_errors=True)
+
+    def _find_checkpoint(self):
+        """(directory, state) of the newest checkpoint, or None; half-written ones are removed."""
+        if os.path.isdir(self.train_dir):
+            for name in os.listdir(self.train_dir):
+                if name.startswith('.ckpt-'):
+                    shutil.rmtree(os.path.join(self.train_dir, name), ignore_errors=True)
+        found = self.checkpoints()
+        if not found:
+            return None
+        directory = found[max(found)]
+        try:
+            with open(os.path.join(directory, 'state.json')) as f:
+                state = json.load(f)
+            hook_states, _ = state['hooks'], state['logs']
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError('checkpoint %s has no readable state (%s); it was not written by this '
+                            'version. Remove that directory to resume from an older checkpoint, or '
+                            'restart the stage with --restart_from' % (directory, e))
+        if len(hook_states) != len(self.hooks):
+            raise UserError('checkpoint %s holds the state of %d hooks, this run has %d; restart '
+                            'the stage with --restart_from' % (directory, len(hook_states),
+                                                                len(self.hooks)))
+        return directory, state
 
     def _restore(self, session):
-        latest = tf.train.latest_checkpoint(self.train_dir) if os.path.isdir(self.train_dir) else None
-        if latest is None:
+        """Restore the checkpoint found at construction; returns its step, or None."""
+        if self._checkpoint is None:
             return None
-        self.saver.restore(session, latest)
+        directory, state = self._checkpoint
+        try:
+            self.saver.restore(session, os.path.join(directory, 'model'))
+        except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError,
+                tf.errors.DataLossError) as e:
+            raise UserError('checkpoint %s does not fit this model (%s); restart the stage with '
+                            '--restart_from' % (directory, e.message.splitlines()[0]))
         step = int(session.run(self.global_step))
-        state_path = self._state_path(step)
-        if os.path.exists(state_path):
-            with open(state_path) as f:
-                for hook, state in zip(self.hooks, json.load(f)):
-                    if state is not None:
-                        hook.load_state(state)
+        for hook, hook_state in zip(self.hooks, state['hooks']):
+            if hook.state() is not None and hook_state is None:
+                raise UserError('checkpoint %s lacks the state of %s; restart the stage with '
+                                '--restart_from' % (directory, type(hook).__name__))
+            if hook_state is not None:
+                hook.load_state(hook_state)
         return step
 
     def add_scalars(self, step, values):
@@ -257,38 +329,36 @@ class Trainer:
             if step is None:
                 sess.run(self.init_op)
                 if self.init_weights:
-                    report = load_weights(sess, self.key_variables, self.init_weights, 'init weights',
-                                          allow_missing=True)
-                    self.log('init weights: ' + report.summary())
+                    report = load_weights(sess, self.key_variables, self.init_weights,
+                                          self.init_source, allow_missing=self.partial_init,
+                                          allow_unexpected=self.partial_init)
+                    self.log('init weights from %s: %s' % (self.init_source, report.summary()))
                 step = 0
             else:
                 self.log('resumed from %s at step %d' % (self.train_dir, step))
+            self.data.initialize(sess, step)
             for hook in self.hooks:
                 hook.after_create_session(sess, step)
             writer = self.writer = tf.summary.FileWriter(self.train_dir, self.graph)
             try:
-                step, stopped = self._loop(sess, step, writer)
+                with _signals_between_steps() as signals:
+                    step, stopped = self._loop(sess, step, writer, signals)
             except tf.errors.DataLossError as e:
                 raise UserError('corrupt training record in %s (%s); re-create the data with '
                                 'datasets/download_and_convert_cifar10.py --overwrite'
                                 % (self.data.description, e.message.splitlines()[0]))
-            except KeyboardInterrupt:
-                step = int(sess.run(self.global_step))
-                self.save_checkpoint(sess, step)
-                self.log('interrupted: checkpoint saved at step %d in %s; run the same command to '
-                         'continue' % (step, self.train_dir))
-                raise
             finally:
                 writer.close()
             self.save_checkpoint(sess, step)
             return TrainResult(self.weights(sess), step, stopped)
 
-    def _loop(self, sess, step, writer):
+    def _loop(self, sess, step, writer, signals):
         c = self.config
         meter = ProgressMeter(c.num_steps, c.batch_size, step)
         base = {'train': self.train_op, 'loss': self.cross_entropy, 'top1': self.top1,
                 'lr': self.learning_rate}
-        last_ckpt_time, stopped = time.time(), False
+        last_ckpt_time = time.time()
+        stopped = any(hook.finished() for hook in self.hooks)
         while step < c.num_steps and not stopped:
             fetches = dict(base)
             feed = {}
@@ -298,12 +368,14 @@ class Trainer:
             if c.summary_every and (step + 1) % c.summary_every == 0:
                 fetches['summary'] = self.summary_op
             values = sess.run(fetches, feed_dict=feed)
-            step += 1
             if not np.isfinite(values['loss']):
+                last = self.checkpoints()
                 raise UserError('the loss became %s at step %d (learning rate %g): training '
-                                'diverged. Lower the learning rate or check the data; the last good '
-                                'checkpoint is in %s' % (values['loss'], step, values['lr'],
-                                                         self.train_dir))
+                                'diverged. Lower the learning rate or check the data; %s'
+                                % (values['loss'], step + 1, values['lr'],
+                                   'the last good checkpoint, %s, is kept' % last[max(last)]
+                                   if last else 'no checkpoint was written yet'))
+            step += 1
             for i, hook in enumerate(self.hooks):
                 stopped = hook.after_step(step, values['hook%d' % i]) or stopped
             if 'summary' in values:
@@ -317,19 +389,41 @@ class Trainer:
                     time.time() - last_ckpt_time > c.checkpoint_secs:
                 self.save_checkpoint(sess, step)
                 last_ckpt_time = time.time()
+            crash_point('train_step')
+            if signals.received:
+                self.save_checkpoint(sess, step)
+                self.log('stopped by %s: checkpoint saved at step %d in %s; run the same command '
+                         'to continue' % (signals.received, step, self.train_dir))
+                raise KeyboardInterrupt
         return step, stopped
 
 
-def train_to_file(model, deps, data_dir, make_config, train_dir, out_file, log=print):
+class _signals_between_steps:
+    """SIGINT and SIGTERM only set a flag while training runs; the loop checks it between steps,
+    saves a checkpoint and stops, so no step and no search decision is cut in half."""
+
+    def __enter__(self):
+        self.received = None
+        self._previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave the handlers alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train_to_file(model, deps, data, config, train_dir, out_file, logs=None, log=print):
     """Train `model` at `deps` from scratch into `out_file` (hdf5 with deps), resuming from the
-    checkpoints in `train_dir`; an existing `out_file` is kept and nothing is trained.
-    `make_config(num_examples)` returns the TrainConfig for the training split's size."""
-    if os.path.exists(out_file):
-        log('%s already exists; delete it to train again' % out_file)
-        return out_file
-    data = input_pipeline.RecordData(data_dir)
-    config = make_config(data.num_examples)
-    trainer = Trainer(model, deps, data, config, train_dir, log=log)
+    checkpoints in `train_dir`."""
+    trainer = Trainer(model, deps, data, config, train_dir, logs=logs, log=log)
     log('training %s from scratch: deps %s, %d steps of %d on %d images'
         % (model.name, list(trainer.deps), config.num_steps, config.batch_size,
            trainer.num_examples))
@@ -345,14 +439,15 @@ def key_variables(trace):
     return {name: by_name[name] for name in trace.variables}
 
 
-def load_weights(session, variables, weights, source, allow_missing=False):
+def load_weights(session, variables, weights, source, allow_missing=False, allow_unexpected=True):
     """Assign `weights` (name -> array) to `variables` (name -> tf.Variable) by normalized name.
 
-    Raises a UserError on a shape mismatch (and on missing variables unless allow_missing).
+    Raises a UserError on a shape mismatch, on missing variables unless allow_missing, and on
+    entries the model does not have unless allow_unexpected.
     """
     shapes = {name: tuple(var.shape.as_list()) for name, var in variables.items()}
     assignments, report = hdf5_io.match_weights(shapes, weights)
-    hdf5_io.check_report(report, source, allow_missing)
+    hdf5_io.check_report(report, source, allow_missing, allow_unexpected)
     for name, value in assignments.items():
         variables[name].load(value, session)
     return report
