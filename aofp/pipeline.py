@@ -104,8 +104,10 @@ def prune_weights(model, tuned_file):
 
 def train_base(model, settings, data_dir, restart_from=None, log=print):
     """`train`: the base model from scratch -> vc_scratch_savedweights.hdf5 (one stage)."""
+    model.check_deps(settings.deps)  # bad widths or data stop before run.json
+    data = input_pipeline.RecordData(data_dir)
+
     def run():
-        data = input_pipeline.RecordData(data_dir)
         train_to_file(model, settings.deps, data, base_train_config(settings, data.num_examples),
                       SCRATCH_TRAIN_DIR, BASE_WEIGHTS, log=log)
     stage = Stage('train', dict(model=model.name, deps=settings.deps,
@@ -181,6 +183,8 @@ class AofpPruning:
     def run(self):
         base = hdf5_io.read_hdf5(self.base_weights)
         self.base_deps = self.model.check_deps(base.deps or self.model.default_deps)
+        hdf5_io.check_weights_fit(self.model.trace(self.base_deps).shapes, base.weights,
+                                  self.base_weights, self.partial_start)
         self.num_examples = input_pipeline.RecordData(self.data_dir).num_examples
         StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
         return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'

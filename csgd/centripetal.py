@@ -68,6 +68,7 @@ class CentripetalHandler:
         self.strength = strength
         self.bn_strength = strength if bn_strength is None else bn_strength
         self.summary = None  # what the handler did, for the log (set when the graph is built)
+        self.gradients = {}  # variable name -> the gradient it leaves for the optimizer
 
     def __call__(self, grads_and_vars):
         """Rewrite the gradients; every clustered variable must be among them with a gradient,
@@ -82,6 +83,7 @@ class CentripetalHandler:
                 grad = _apply(grad, var, self.vectors[name], 0.0, self.bn_strength)
                 done.add(name)
             out.append((grad, var))
+            self.gradients[name] = grad
         left_out = sorted((set(self.kernels) | set(self.vectors)) - done)
         if left_out:
             raise ValueError('the centripetal handler found no gradient for %d clustered variables '

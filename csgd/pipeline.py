@@ -67,8 +67,10 @@ def record_line(path, result, comment=''):
 
 def train_base(model, s, data_dir, epochs, restart_from=None, log=print):
     """`train`: the base DenseNet-40 -> dc40_scratch_savedweights.hdf5 (one stage)."""
+    model.check_deps(s.deps)  # bad widths or data stop before run.json
+    data = input_pipeline.RecordData(data_dir)
+
     def run():
-        data = input_pipeline.RecordData(data_dir)
         config = _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions,
                          data.num_examples, weight_decay=s.weight_decay, l2_filter=kernels_only)
         train_to_file(model, s.deps, data, config, SCRATCH_TRAIN_DIR, PRETRAINED, log=log)
@@ -115,6 +117,7 @@ class _Stages:
         self.origin_deps = model.check_deps(self.init.deps or model.default_deps)
         self.target_deps = with_stage_widths(self.origin_deps, settings.target_deps)
         self.trace = model.trace(self.origin_deps)
+        hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, init_hdf5, partial_start)
         self.num_examples = input_pipeline.RecordData(data_dir).num_examples
 
     def log(self, message):
@@ -233,6 +236,8 @@ class CentripetalSGD(_Stages):
         if self.clusters_file:
             if not os.path.exists(self.clusters_file):
                 raise UserError('--clusters_file %s does not exist' % self.clusters_file)
+            clustering.check_clusters(load_clusters(self.clusters_file), self.origin_deps,
+                                      self.target_deps, self.clusters_file)
             clusters = dict(common, clusters_file=self.clusters_file,
                             clusters_file_sha256=file_digest(self.clusters_file))
         elif s.cluster_method == 'kmeans':
@@ -291,15 +296,21 @@ class CentripetalSGD(_Stages):
         self.eval_and_log(self.init_hdf5, 'eval at itr 0, cur remain deps %s'
                           % list(self.origin_deps), self.init)
 
+    def csgd_trainer(self, plans, bn_plans):
+        """The C-SGD Trainer: weight decay only through the handler's decay matrix (the config's
+        is 0, so it is applied once), the centripetal merge, the collapse monitor."""
+        handler = CentripetalHandler(self.trace, plans, bn_plans, self.s.weight_decay,
+                                     self.s.centri_strength)
+        trainer = self.trainer(self.origin_deps, self.train_config(weight_decay=0.0),
+                               self.train_dir, self.init.weights, self.init_hdf5,
+                               grad_handler=handler, hooks=[ClusterSpreadHook(handler)])
+        return trainer, handler
+
     def train_stage(self):
         plans = self.load_plans()
         bn_plans = clustering.bn_channel_clusters(self.trace, plans)
-        handler = CentripetalHandler(self.trace, plans, bn_plans, self.s.weight_decay,
-                                     self.s.centri_strength)
-        config = self.train_config(weight_decay=0.0)
-        result = self.trainer(self.origin_deps, config, self.train_dir, self.init.weights,
-                              self.init_hdf5, grad_handler=handler,
-                              hooks=[ClusterSpreadHook(handler)]).run()
+        trainer, handler = self.csgd_trainer(plans, bn_plans)
+        result = trainer.run()
         hdf5_io.save_hdf5(self.sted_file, result.weights, self.origin_deps)
         self.log(handler.summary)
         self.log('C-SGD train completed. save to: %s' % self.sted_file)

@@ -34,3 +34,22 @@ def run_script(script, args, cwd, check=True):
     if check and result.returncode != 0:
         raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
     return result
+
+
+def run_driver_cases(script, cases):
+    """Run a driver on many (cwd, args) command lines in one process (tests/run_cases.py); returns
+    one {'code': exit status, 'stderr': text} per case."""
+    import json
+    runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'run_cases.py')
+    result = subprocess.run([sys.executable, runner, script, json.dumps(
+        [[str(cwd), list(args)] for cwd, args in cases])], capture_output=True, text=True,
+        timeout=600)
+    outcomes = [json.loads(l[5:]) for l in result.stdout.splitlines() if l.startswith('CASE ')]
+    if len(outcomes) != len(cases):
+        raise AssertionError(result.stdout[-2000:] + result.stderr[-3000:])
+    return outcomes
+
+
+def error_lines(stderr):
+    """The `error: ` lines a driver wrote (TensorFlow's own start-up lines aside)."""
+    return [line for line in stderr.splitlines() if line.startswith('error: ')]

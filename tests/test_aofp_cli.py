@@ -10,7 +10,7 @@ import h5py
 import pytest
 
 from conftest import REPO
-from helpers import run_script
+from helpers import error_lines, run_driver_cases, run_script
 
 SCRIPT = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 TINY = ['--preset', 'smoke', '--deps', '4,4,8,8,8,8,8,8,8,8,8,8,8']
@@ -72,6 +72,20 @@ def test_train_eval_prune_files_keys_and_logs(trained, synthetic_dir):
     assert 'stage itr0.finetune already done' in out
     assert (work / 'bds_overall_logs.txt').read_text().splitlines() == lines
     assert stamps == {p: os.path.getmtime(p) for p in (work / 'bds_exps').glob('*.hdf5')}
+
+    # other settings in the same directory stop at once, naming each difference
+    other = work / 'other_base.hdf5'
+    other.write_bytes((work / 'vc_scratch_savedweights.hdf5').read_bytes())
+    args = ['prune', '--data_dir', synthetic_dir, '--metric_limit', '10'] + PRUNE
+    outcomes = run_driver_cases(SCRIPT, [(work, args + ['--metric_limit', '5']),
+                                         (work, args + ['--itr_schedule', '0.3']),
+                                         (work, args + ['--base_weights', 'other_base.hdf5'])])
+    expected = ['itr0.search: metric_limit was 10.0, now 5.0', 'itr0.search: target was 0.25, now 0.3',
+                'itr0.search: start was "vc_scratch_savedweights.hdf5", now "other_base.hdf5"']
+    for outcome, line in zip(outcomes, expected):
+        assert outcome['code'] == 2 and len(error_lines(outcome['stderr'])) == 1
+        assert line in outcome['stderr'] and '--restart_from itr0.search' in outcome['stderr']
+    assert (work / 'bds_overall_logs.txt').read_text().splitlines() == lines
 
 
 def test_interrupted_prune_resumes_from_its_checkpoint(trained, synthetic_dir, tmp_path):

@@ -102,3 +102,18 @@ def test_state_round_trip_continues_identically():
         a.record(step, metrics)
         b.record(step, metrics)
     assert a.widths == b.widths and a.num_moves == b.num_moves
+
+
+def test_halving_on_a_width_that_is_no_power_of_two_then_the_quit_reset():
+    """24 filters, all harmful: the first half keeps calc_next_half_size(24) = 16, then 8, 4, 2, 1;
+    at one filter the quit resets the search space to every alive filter."""
+    search = _search([24], half=5, limit=-1.0)
+    sizes = []
+    for step in range(1, 5 * 6 + 1):
+        (base, dropped), = search.step_masks()
+        assert len(dropped) == len(search.layers[0].space) // 2
+        search.record(step, [1.0])
+        if step % 5 == 0:
+            sizes.append(len(search.layers[0].space))
+    assert sizes == [16, 8, 4, 2, 24, 16]
+    assert search.widths == [24] and search.num_moves == 0

@@ -11,7 +11,7 @@ from conftest import REPO
 from csgd import clustering
 from csgd.centripetal import cluster_deviation
 from csgd.clusters_file import load_clusters
-from helpers import random_images, run_script
+from helpers import error_lines, random_images, run_driver_cases, run_script
 from tf_benchmarks import hdf5_io
 from tf_benchmarks.evaluation import predict_logits
 from tf_benchmarks.models import get_model
@@ -106,3 +106,24 @@ def test_bad_input_gives_one_clear_error(tmp_path, synthetic_dir):
     result = run(['eval', 'vc.hdf5', '--data_dir', synthetic_dir], tmp_path, check=False)
     assert result.returncode == 2 and 'another architecture' in result.stderr
     assert 'Traceback' not in result.stderr
+
+
+def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
+    """After csgd1 and magnitude1 finished above, a run with another setting stops at once,
+    naming the setting and both values, and changes nothing."""
+    args = ['--data_dir', synthetic_dir, '--max_epochs', '8'] + TARGET + TINY
+    files = {p: p.read_bytes() for p in work.iterdir() if p.is_file()}
+    outcomes = run_driver_cases(SCRIPT, [
+        (work, ['csgd1'] + args + ['--target_deps', '2-1-1']),
+        (work, ['csgd1'] + args + ['--cluster_method', 'even']),
+        (work, ['csgd1'] + args + ['--centri_strength', '5']),
+        (work, ['magnitude1', '--data_dir', synthetic_dir, '--max_epochs', '1', '--magnitude_variant',
+                'clean'] + TARGET + TINY)])
+    expected = ['csgd1.clusters: target_deps was "1-1-1", now "2-1-1"',
+                'csgd1.clusters: cluster_method was "kmeans", now "even"',
+                'csgd1.train: centri_strength was 10.0, now 5.0',
+                'magnitude1.prune: variant was "original", now "clean"']
+    for outcome, line in zip(outcomes, expected):
+        assert outcome['code'] == 2 and len(error_lines(outcome['stderr'])) == 1
+        assert line in outcome['stderr'] and '--restart_from' in outcome['stderr'], outcome
+    assert {p: p.read_bytes() for p in work.iterdir() if p.is_file()} == files

@@ -1,5 +1,7 @@
 """C-SGD's clustering and centripetal rule, in plain NumPy (and the graph handler against it)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -140,3 +142,34 @@ def test_bn_clusters_equal_the_originals_construction_on_dc40():
     # the original's BN index b normalizes the input of kernel b + 1
     reference = _original_bn_eqcls_dc40(plans, deps)
     assert {b: sorted(ours[b]) for b in ours} == {b: sorted(reference[b]) for b in reference}
+
+
+def test_csgd_training_applies_weight_decay_exactly_once(synthetic_dir, tmp_path):
+    """The C-SGD trainer's final gradient of a kernel with singleton clusters is G + eta W (the
+    decay matrix's eta, not also the trainer's L2), and the FC kernel's is G."""
+    from csgd.pipeline import CentripetalSGD
+    from csgd.presets import PRESETS
+    from helpers import random_weights
+    from tf_benchmarks import hdf5_io
+    dc40 = get_model('dc40')
+    deps = [4] + [2] * 12 + [28] + [2] * 12 + [52] + [2] * 12
+    init = str(tmp_path / 'init.hdf5')
+    hdf5_io.save_hdf5(init, random_weights(dc40.trace(deps), 3), deps)
+    settings = dataclasses.replace(PRESETS['smoke'], target_deps='1-1-1', batch_size=8,
+                                   weight_decay=0.05)
+    method = CentripetalSGD(dc40, settings, synthetic_dir, init, log=lambda m: None)
+    plans = {l: clustering.even_clusters(d, t)
+             for l, (d, t) in enumerate(zip(method.origin_deps, method.target_deps))}
+    trainer, handler = method.csgd_trainer(plans, clustering.bn_channel_clusters(method.trace,
+                                                                                   plans))
+    names = ['conv0/kernel', 'fc10/kernel']
+    with trainer.graph.as_default():
+        variables = [trainer.key_variables[n] for n in names]
+        data_grads = tf.gradients(trainer.cross_entropy, variables)
+        with tf.Session() as sess:
+            sess.run([trainer.init_op, tf.local_variables_initializer()])
+            trainer.data.initialize(sess, 0)
+            final, data, weights = sess.run(
+                [[handler.gradients[n] for n in names], data_grads, variables])
+    np.testing.assert_allclose(final[0], data[0] + 0.05 * weights[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(final[1], data[1], rtol=1e-6, atol=1e-8)

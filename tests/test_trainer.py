@@ -116,3 +116,22 @@ def test_nan_loss_stops_with_a_clear_error(synthetic_dir, tmp_path):
     config = TrainConfig(num_steps=50, batch_size=16, lr_values=[1e30], display_every=1000)
     with pytest.raises(UserError, match='loss became nan'):
         Trainer(get_model('vc'), [4] * 13, synthetic_dir, config, str(tmp_path / 'r')).run()
+
+
+def test_search_state_round_trips_through_a_real_checkpoint(synthetic_dir, tmp_path):
+    from aofp.pipeline import masked_builder_factory
+    from aofp.search import AofpSearch
+    from aofp.search_hook import SearchHook
+    deps, run = [4] * 13, str(tmp_path / 'run')
+    config = TrainConfig(num_steps=8, batch_size=16, lr_values=[0.001], checkpoint_every=4)
+
+    def search_run():
+        search = AofpSearch([np.ones(d, np.float32) for d in deps], 3, 10.0, 0, lambda w: 0.0, 1.0)
+        hook = SearchHook(search, range(13), str(tmp_path / 'bds.txt'), 0, 0)
+        Trainer(get_model('vc'), deps, synthetic_dir, config, run, hooks=[hook],
+                builder_factory=masked_builder_factory(range(13), search=True)).run()
+        return search
+    first = search_run()
+    assert first.num_moves > 0
+    second = search_run()   # restores the step-8 checkpoint and takes no step
+    assert second.state() == first.state() and second.widths == first.widths

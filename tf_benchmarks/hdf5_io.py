@@ -189,3 +189,10 @@ def check_report(report, source, allow_missing=False, allow_unexpected=True):
         raise UserError('%s does not fit this model: %s. It belongs to another architecture or is '
                         'incomplete; pass the right file (--allow_partial_start starts from the '
                         'entries that match, on purpose)' % (source, '; '.join(problems)))
+
+
+def check_weights_fit(shapes, weights, source, partial=False):
+    """Before any work starts: `weights` must hold every variable of `shapes` (name -> shape) with
+    its shape and nothing else (unless `partial`); raises a UserError naming the entries."""
+    _, report = match_weights(shapes, weights)
+    check_report(report, source, allow_missing=partial, allow_unexpected=partial)

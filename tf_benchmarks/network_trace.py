@@ -116,6 +116,11 @@ class NetworkTrace:
         return [c.out_channels for c in self.convs]
 
     @property
+    def shapes(self):
+        """{variable name: shape}."""
+        return {name: info.shape for name, info in self.variables.items()}
+
+    @property
     def macs(self):
         return sum(c.macs for c in self.convs) + sum(a.macs for a in self.affines)
 

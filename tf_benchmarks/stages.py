@@ -143,12 +143,8 @@ class StageRunner:
 
     def _restart(self, record, name):
         names = list(record['stages'])
-        planned = [s.name for s in self.stages]
         if name not in names:
-            if name in planned:
-                return
-            raise UserError('--restart_from %s: no such stage; the stages of this command are %s'
-                            % (name, ', '.join(planned)))
+            return
         forget = names[names.index(name):]
         entry = record['stages'][name]
         for stage_name in forget:
@@ -167,6 +163,11 @@ class StageRunner:
     # -- running ----------------------------------------------------------------------------------
     def run(self):
         record = self.read_record()
+        planned = [s.name for s in self.stages]
+        if self.restart_from is not None and self.restart_from not in planned + list(
+                record['stages']):
+            raise UserError('--restart_from %s: no such stage; the stages of this command are %s'
+                            % (self.restart_from, ', '.join(planned)))
         if self.restart_from is None:
             self._check_settings(record)
         else:

@@ -251,7 +251,7 @@ class Trainer:
             crash_point('checkpoint_write')
             os.replace(tmp, final)
         except tf.errors.OpError as e:
-            raise UserError(cannot_write_message(final, e.message.splitlines()[0]))
+            raise UserError(cannot_write_message(final, _write_failure(e.message)))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         for old in sorted(self.checkpoints())[:-2]:
@@ -396,6 +396,15 @@ class Trainer:
                          'to continue' % (signals.received, step, self.train_dir))
                 raise KeyboardInterrupt
         return step, stopped
+
+
+def _write_failure(message):
+    """The system's reason ('File too large', 'No space left on device', ...) in a TF save error."""
+    for line in message.splitlines():
+        match = re.search(r'; ([A-Z][A-Za-z -]+)$', line.strip())
+        if match:
+            return match.group(1)
+    return message.splitlines()[0]
 
 
 class _signals_between_steps:

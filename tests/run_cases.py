@@ -1,0 +1,34 @@
+"""Test helper: runs one driver's `main` on many command lines in one process (one TensorFlow
+import instead of one per case) and prints, per case, a JSON line with the exit status and what
+the driver wrote to stderr. Usage: python run_cases.py DRIVER.py '[[cwd, [args...]], ...]'."""
+
+import contextlib
+import io
+import json
+import os
+import runpy
+import sys
+
+from tf_benchmarks.errors import exit_on_user_error
+
+
+def main():
+    script, cases = sys.argv[1], json.loads(sys.argv[2])
+    driver = runpy.run_path(script)  # defines the flags and main(); not run as __main__
+    flags = driver['FLAGS']
+    for cwd, args in cases:
+        os.chdir(cwd)
+        flags.unparse_flags()
+        argv = flags([script] + args)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                exit_on_user_error(driver['main'])(argv)
+                code = 0
+            except SystemExit as e:
+                code = e.code
+        print('CASE ' + json.dumps({'code': code, 'stderr': err.getvalue()}), flush=True)
+
+
+if __name__ == '__main__':
+    main()
