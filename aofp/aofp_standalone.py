@@ -1,4 +1,5 @@
-"""AOFP on VGG/CIFAR-10, the original's command line:
+"""AOFP on CIFAR-10, the original's command line (`--model vc`, the default; also dc40, src56,
+src110):
 
     python aofp/aofp_standalone.py train               # -> vc_scratch_savedweights.hdf5
     python aofp/aofp_standalone.py eval FILE.hdf5      # -> bc_overall_eval_records.txt
@@ -17,20 +18,24 @@ from absl import app, flags  # noqa: E402
 
 from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
 from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
-                                         override_from_flags, parse_floats)
+                                         override_from_flags, parse_floats, parse_ints)
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
 from tf_benchmarks.models import get_model  # noqa: E402
 from aofp import pipeline  # noqa: E402
 from aofp.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
-define_common_flags(PRESETS)
+define_common_flags(PRESETS, 'vc')
 flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
 flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')
 flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
 flags.DEFINE_float('finetune_epochs', None, 'Epochs of finetuning after each pruning.')
 flags.DEFINE_float('search_max_epochs', None, 'Upper bound on the epochs of one search.')
-flags.DEFINE_string('base_weights', pipeline.BASE_WEIGHTS, 'Weights `prune` starts from.')
+flags.DEFINE_string('base_weights', None, 'Weights `prune` starts from (default: '
+                    '<model>_scratch_savedweights.hdf5).')
+flags.DEFINE_string('target_layers', None, 'Conv layers (widths indices) to search, e.g. 1,3,5 '
+                    '(default: every layer of vc, the incremental layers of dc40, the internal '
+                    'layers of the ResNets); a residual group is named by its first layer.')
 
 MODES = ('train', 'eval', 'prune')
 
@@ -40,6 +45,8 @@ def settings_from_flags():
     override_from_flags(settings, ('batches_per_half', 'metric_limit', 'finetune_epochs',
                                    'search_max_epochs'),
                         positive=('batches_per_half', 'finetune_epochs', 'search_max_epochs'))
+    if FLAGS.target_layers:
+        settings.target_layers = tuple(parse_ints(FLAGS.target_layers, '--target_layers'))
     if settings.metric_limit < 0:
         raise UserError('--metric_limit must not be negative, got %g' % settings.metric_limit)
     if FLAGS.itr_schedule:
@@ -57,17 +64,18 @@ def main(argv):
     if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:
         raise UserError('usage: aofp_standalone.py train | eval FILE.hdf5 | prune')
     settings = settings_from_flags()
-    model = get_model('vc')
+    model = get_model(FLAGS.model)
     data_dir = FLAGS.data_dir
     if mode == 'train':
         pipeline.train_base(model, settings, data_dir, FLAGS.restart_from)
     elif mode == 'eval':
         pipeline.eval_file(model, argv[2], data_dir, settings.eval_batch_size)
     else:
-        if not os.path.exists(FLAGS.base_weights):
-            raise UserError('base weights %s do not exist; run `aofp_standalone.py train` first or '
-                            'pass --base_weights' % FLAGS.base_weights)
-        pipeline.AofpPruning(model, settings, data_dir, FLAGS.base_weights, FLAGS.restart_from,
+        base = FLAGS.base_weights or model.scratch_weights
+        if not os.path.exists(base):
+            raise UserError('base weights %s do not exist; run `aofp_standalone.py train --model %s` '
+                            'first or pass --base_weights' % (base, model.name))
+        pipeline.AofpPruning(model, settings, data_dir, base, FLAGS.restart_from,
                              FLAGS.allow_partial_start).run()
 
 

@@ -1,25 +1,26 @@
-"""AOFP's multi-path masked graph (the original BDSConvNetBuilder) for chain models such as `vc`.
+"""AOFP's multi-path masked graph (the original BDSConvNetBuilder), for any model the builder
+describes: chains (`vc`), concatenations (`dc40`) and residual channel groups (`src56`/`src110`).
 
-Base path: each target conv layer's activated output a_i is multiplied by its base mask (a [C_i]
-placeholder, all ones by default) before it goes on; the loss and the logits use only this path.
-With `search=True`, each target layer also has a score path that drops the filters fed in
-`dropped_filters[i]` (a random half of its search space) and runs through a weight-sharing shadow of
-the next layer: conv -> BN -> activation, normalized with the score path's own batch statistics (its
-moving averages are not updated), or the first FC + ReLU after the last conv. The per-step metric of
-layer i is the relative squared error of the next layer's activated output,
-    metric_i = mean((normal_{i+1} - shadow_{i+1})^2) / mean(normal_{i+1}^2),
-with normal_{i+1} layer i+1's output before its own mask (the original's choice).
+Base path: every target layer t (a channel group's root) has a base mask (a [C_t] placeholder, all
+ones by default). It is applied where t's channels are consumed: at the input of every conv and FC
+layer whose input holds them (found from the trace's channel provenance, so after any pooling,
+concatenation, BN-ReLU or residual add in between). A masked channel is then exactly a removed one:
+its consumers never see it, which is what the physical pruning does. The loss and the logits use
+only this path.
 
-The shadow conv is computed by subtraction, which is exact: pooling and flattening commute with
-per-channel 0/1 masks, so the next layer's score input is x - x*d, where x is its base input and d
-marks the dropped channels D, and conv(x - x*d) = conv(x) - conv(x[..., D], W[:, :, D, :]). conv(x)
-is the base path's own convolution, so the shadow costs a convolution over |D| = s/2 input channels
-instead of all of them. Everything runs in the training step's single forward pass; no gradient
-flows through the score paths.
+With `search=True`, each target layer t also gets score paths: the filters fed in
+`dropped_filters[t]` (a random half of its search space) are dropped at the input of each consumer
+c, which is recomputed by subtraction, exactly, from the base path's own convolution:
+    shadow_c = conv_c(x) - conv_c(x[..., D], W_c[:, :, D, :])    (D: t's dropped channels in x)
+then normalized like c (its BN with the score path's own batch statistics, moving averages not
+updated) and activated like c. Its error is the relative squared error of c's output,
+    e_c = mean((normal_c - shadow_c)^2) / mean(normal_c^2),
+and t's per-step metric is the mean of e_c over its consumers (for `vc` and the ResNets' internal
+layers there is one: the next layer, as in the original). Everything runs in the training step's
+single forward pass; no gradient flows through the score paths.
 """
 
 from tf_benchmarks.convnet_builder import ConvNetBuilder
-from tf_benchmarks.network_trace import Node
 from tf_benchmarks.session import tf
 
 _TINY = 1e-12
@@ -34,82 +35,116 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         self.search = search
         self.base_masks = {}       # layer -> [C] float placeholder
         self.dropped_filters = {}  # layer -> [k] int32 placeholder (search only)
-        self.metrics = {}          # layer -> scalar metric (search only)
-        self._pending = None       # (layer, dropped, base mask) waiting for the next layer
-        self._conv_since_pending = False  # a conv was emitted since _pending was set
-        self._last_conv = None     # (input, kernel, strides, mode, output) of the latest conv
+        self._errors = {}          # layer -> [relative error at each consumer]
+        self._shadows = []         # (target, shadow pre-BN output) of the conv being built
+        self._metrics = None
+
+    @property
+    def metrics(self):
+        """{target layer: scalar metric}, the mean relative error over its consumers."""
+        if self._metrics is None:
+            self._metrics = {t: tf.add_n(e) / float(len(e)) for t, e in self._errors.items()}
+        return self._metrics
+
+    # -- masks at the consumers' inputs ----------------------------------------------------------
+    def _targets_in(self, spec):
+        """[(target, segment)] for the segments of `spec` that a target layer produced."""
+        found = []
+        for seg in spec.segments:
+            if seg.producer is not None:
+                root = self.trace.root_of(seg.producer)
+                if root in self.base_masks:
+                    found.append((root, seg))
+        return found
+
+    def _masked(self, node):
+        """The node's tensor times the base masks of the target channels it holds."""
+        if not self._targets_in(node.spec):
+            return node.tensor
+        parts = []
+        for seg in node.spec.segments:
+            root = self.trace.root_of(seg.producer) if seg.producer is not None else None
+            parts.append(self.base_masks[root] if root in self.base_masks
+                         else tf.ones([seg.count]))
+        vector = tf.concat(parts, 0) if len(parts) > 1 else parts[0]
+        repeats = node.spec.segments[0].repeats
+        if repeats > 1:  # flattened NHWC: channel c at p * C + c
+            vector = tf.tile(vector, [repeats])
+        return node.tensor * vector
+
+    @staticmethod
+    def _positions(seg, dropped):
+        """Positions of a segment's dropped channels in the consumer's input."""
+        if seg.repeats == 1:
+            return dropped + seg.offset
+        offsets = tf.range(seg.repeats) * seg.period + seg.offset
+        return tf.reshape(dropped[None, :] + offsets[:, None], [-1])
+
+    def _conv_input(self, index, node):
+        x = self._masked(node)
+        self._shadows = []
+        if self.search:
+            self._pending_conv = [(t, self._positions(seg, self.dropped_filters[t]))
+                                  for t, seg in self._targets_in(node.spec)]
+            self._conv_x = x
+        return x
 
     def _emit_conv(self, x, kernel, strides, mode):
         y = super()._emit_conv(x, kernel, strides, mode)
-        self._last_conv = (x, kernel, strides, mode, y)
-        self._conv_since_pending = True
+        if self.search:
+            for t, positions in self._pending_conv:
+                def without_dropped(positions=positions):
+                    return y - self.conv2d(tf.gather(x, positions, axis=3),
+                                           tf.gather(kernel, positions, axis=2), strides, mode)
+                self._shadows.append((t, tf.cond(tf.size(positions) > 0, without_dropped,
+                                                 lambda: y)))
+            self._pending_conv = []
         return y
 
     def _after_conv(self, index, node):
-        normal = node.tensor
-        if self._pending is not None:
-            self._shadow_conv(index, node)
-        if index not in self.target_layers:
-            return node
-        width = node.channels
-        base = tf.placeholder_with_default(tf.ones([width]), [width], name='base_mask%d' % index)
-        self.base_masks[index] = base
-        if self.search:
-            dropped = tf.placeholder_with_default(tf.zeros([0], tf.int32), [None],
-                                                  name='dropped_filters%d' % index)
-            self.dropped_filters[index] = dropped
-            self._pending = (index, dropped, base)
-            self._conv_since_pending = False
-        return Node(normal * base, node.spec)
-
-    def _shadow_conv(self, index, node):
         conv = self.trace.convs[index]
-        x, kernel, strides, mode, y = self._last_conv
-        _, dropped, _ = self._pending
-
-        def without_dropped():
-            return y - self.conv2d(tf.gather(x, dropped, axis=3), tf.gather(kernel, dropped, axis=2),
-                                   strides, mode)
-
-        shadow = tf.cond(tf.size(dropped) > 0, without_dropped, lambda: y)
-        if conv.bn:
-            bn = next(b for b in self.trace.bns if b.scope == conv.bn)
-            shadow, _, _ = tf.nn.fused_batch_norm(
-                shadow, self.variables[bn.scope + '/gamma'], self.variables[bn.scope + '/beta'],
-                epsilon=bn.epsilon, is_training=True)
-        self._finish_metric(node.tensor, self.activation(Node(shadow, node.spec), conv.activation))
-
-    def _after_affine(self, index, node):
-        if self._pending is not None:
-            layer = self.trace.affines[index]
-            x = self._affine_input
-            _, dropped, base = self._pending
-            score = base - tf.scatter_nd(dropped[:, None], tf.ones_like(dropped, tf.float32),
-                                         tf.shape(base))
-            score = tf.tile(score, [x.shape.as_list()[-1] // base.shape.as_list()[0]])
-            shadow = self._emit_affine(x * score, self.variables[layer.kernel],
-                                       self.variables[layer.bias])
-            self._finish_metric(node.tensor, self.activation(Node(shadow, node.spec), 'relu'))
+        for t, shadow in self._shadows:
+            if conv.bn:
+                bn = next(b for b in self.trace.bns if b.scope == conv.bn)
+                shadow, _, _ = tf.nn.fused_batch_norm(
+                    shadow, self.variables[bn.scope + '/gamma'],
+                    self.variables[bn.scope + '/beta'], epsilon=bn.epsilon, is_training=True)
+            self._record(t, node.tensor, self.activation_tensor(shadow, conv.activation))
+        self._shadows = []
+        if index in self.target_layers:
+            width = node.channels
+            self.base_masks[index] = tf.placeholder_with_default(
+                tf.ones([width]), [width], name='base_mask%d' % index)
+            if self.search:
+                self.dropped_filters[index] = tf.placeholder_with_default(
+                    tf.zeros([0], tf.int32), [None], name='dropped_filters%d' % index)
         return node
 
-    def _emit_affine(self, x, kernel, bias):
-        self._affine_input = x
-        return super()._emit_affine(x, kernel, bias)
+    def _affine_input(self, index, node):
+        x = self._masked(node)
+        self._affine_shadows = []
+        if self.search:
+            layer = self.trace.affines[index]
+            kernel, bias = self.variables[layer.kernel], self.variables[layer.bias]
+            y = tf.nn.xw_plus_b(x, kernel, bias)
+            for t, seg in self._targets_in(node.spec):
+                positions = self._positions(seg, self.dropped_filters[t])
+                shadow = y - tf.matmul(tf.gather(x, positions, axis=1),
+                                       tf.gather(kernel, positions, axis=0))
+                self._affine_shadows.append((t, shadow))
+        return x
 
-    def _finish_metric(self, normal, shadow_node):
-        layer = self._pending[0]
-        self._pending = None
-        error = tf.reduce_mean(tf.square(normal - shadow_node.tensor))
-        self.metrics[layer] = error / (tf.reduce_mean(tf.square(normal)) + _TINY)
+    def _after_affine(self, index, node):
+        layer = self.trace.affines[index]
+        for t, shadow in self._affine_shadows:
+            self._record(t, node.tensor, self.activation_tensor(shadow, layer.activation))
+        self._affine_shadows = []
+        return node
 
-    def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
-        if self._pending is not None and not self._conv_since_pending:
-            raise ValueError('the AOFP masked graph supports chain models (each target layer '
-                             'feeding one conv or the first FC), not a BN before the next conv')
-        return super()._emit_batch_norm(x, gamma, beta, mean, variance, decay, epsilon)
+    def activation_tensor(self, x, activation):
+        return tf.nn.relu(x) if activation == 'relu' else x
 
-    def _emit_concat(self, xs):
-        if self._pending is not None:
-            raise ValueError('the AOFP masked graph supports chain models (each target layer '
-                             'feeding one conv or the first FC), not concatenations')
-        return super()._emit_concat(xs)
+    def _record(self, target, normal, shadow):
+        error = tf.reduce_mean(tf.square(normal - shadow))
+        self._errors.setdefault(target, []).append(
+            error / (tf.reduce_mean(tf.square(normal)) + _TINY))

@@ -12,14 +12,13 @@ from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
 from tf_benchmarks import flops, hdf5_io, input_pipeline, records
+from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import LogBook, cur_time, log_important
 from tf_benchmarks.stages import Stage, StageRunner, file_digest
 from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
 from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
 
-BASE_WEIGHTS = 'vc_scratch_savedweights.hdf5'
-SCRATCH_TRAIN_DIR = 'vc_scratch_train'
 EXP_DIR = 'bds_exps'
 OVERALL_LOG = 'bds_overall_logs.txt'
 EVAL_RECORDS = 'bc_overall_eval_records.txt'
@@ -52,6 +51,7 @@ def _config(s, epochs, num_examples, **kwargs):
 def base_train_config(s, num_examples):
     return _config(s, s.max_epochs, num_examples, lr_values=s.lr_values,
                    lr_boundaries=_boundaries(s, s.max_epochs, num_examples),
+                   warmup_steps=_steps(s.warmup_epochs, num_examples, s.batch_size),
                    snapshot_every=s.train_snapshot_steps)
 
 
@@ -61,9 +61,15 @@ def search_config(s, num_examples):
 
 
 def finetune_config(s, num_examples):
-    return _config(s, s.finetune_epochs, num_examples, lr_values=s.lr_values,
+    warmup = _steps(s.finetune_warmup_epochs, num_examples, s.batch_size)
+    if s.finetune_cosine:
+        return _config(s, s.finetune_epochs, num_examples, lr_values=(s.finetune_lr,),
+                       cosine=True, warmup_steps=warmup)
+    values = s.lr_values if s.finetune_lr is None else \
+        tuple(v * s.finetune_lr / s.lr_values[0] for v in s.lr_values)
+    return _config(s, s.finetune_epochs, num_examples, lr_values=values,
                    lr_boundaries=_boundaries(s, s.finetune_epochs, num_examples),
-                   warmup_steps=_steps(s.finetune_warmup_epochs, num_examples, s.batch_size))
+                   warmup_steps=warmup)
 
 
 def record_line(model_name, path, result, comment=None, loss_decimals=8):
@@ -94,6 +100,23 @@ def _train_settings(s, epochs):
             'precision': s.precision}
 
 
+def check_target_layers(model, layers):
+    """The layers AOFP searches: `layers`, or every layer of the model; each must be the root of
+    its channel group (a ResNet pacesetter stands for its followers)."""
+    n = len(model.default_deps)
+    layers = list(range(n)) if layers is None else sorted(set(int(l) for l in layers))
+    roots = {member: g.root for g in model.groups for member in g.members}
+    for layer in layers:
+        if not 0 <= layer < n:
+            raise UserError('--target_layers: %s has conv layers 0..%d, got %d'
+                            % (model.name, n - 1, layer))
+        if roots[layer] != layer:
+            raise UserError('--target_layers: layer %d is tied to layer %d (their outputs are '
+                            'added); search the group by its first layer, %d'
+                            % (layer, roots[layer], roots[layer]))
+    return layers
+
+
 def prune_weights(model, tuned_file):
     """Physically remove a tuned file's masked filters -> (weights, deps); exact: the pruned model
     computes what the masked one does."""
@@ -103,19 +126,20 @@ def prune_weights(model, tuned_file):
 
 
 def train_base(model, settings, data_dir, restart_from=None, log=print):
-    """`train`: the base model from scratch -> vc_scratch_savedweights.hdf5 (one stage)."""
+    """`train`: the base model from scratch -> <model>_scratch_savedweights.hdf5 (one stage)."""
     model.check_deps(settings.deps)  # bad widths or data stop before run.json
     data = input_pipeline.RecordData(data_dir)
 
     def run():
         train_to_file(model, settings.deps, data, base_train_config(settings, data.num_examples),
-                      SCRATCH_TRAIN_DIR, BASE_WEIGHTS, log=log)
+                      model.scratch_train_dir, model.scratch_weights, log=log)
     stage = Stage('train', dict(model=model.name, deps=settings.deps,
+                                warmup_epochs=settings.warmup_epochs,
                                 **_train_settings(settings, settings.max_epochs),
                                 **records.data_settings(data_dir)),
-                  run, outputs=[BASE_WEIGHTS], work_dirs=[SCRATCH_TRAIN_DIR])
+                  run, outputs=[model.scratch_weights], work_dirs=[model.scratch_train_dir])
     StageRunner([stage], restart_from=restart_from, log=log).run()
-    return BASE_WEIGHTS
+    return model.scratch_weights
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
@@ -134,16 +158,17 @@ class AofpPruning:
     """`prune`: the iterative schedule, three stages per iteration (`itr<k>.search`,
     `itr<k>.prune`, `itr<k>.finetune`), each ending with its evaluation line in the overall log."""
 
-    def __init__(self, model, settings, data_dir, base_weights=BASE_WEIGHTS, restart_from=None,
+    def __init__(self, model, settings, data_dir, base_weights=None, restart_from=None,
                  partial_start=False, log=print):
         self.model = model
         self.s = settings
         self.data_dir = data_dir
-        self.base_weights = base_weights
+        self.base_weights = base_weights or model.scratch_weights
         self.restart_from = restart_from
         self.partial_start = partial_start
         self.log = log
-        self.target_layers = list(range(len(model.default_deps)))
+        self.target_layers = check_target_layers(model, settings.target_layers)
+        self.members = {g.root: g.members for g in model.groups}
         self.logs = LogBook([OVERALL_LOG])
 
     def prefix(self, k):
@@ -174,6 +199,7 @@ class AofpPruning:
                       outputs=[pruned], inputs=[tuned]),
                 Stage('itr%d.finetune' % k,
                       dict(common, warmup_epochs=s.finetune_warmup_epochs,
+                           cosine=s.finetune_cosine, finetune_lr=s.finetune_lr,
                            **_train_settings(s, s.finetune_epochs)),
                       functools.partial(self.finetune, k, pruned, fted),
                       outputs=[fted], inputs=[pruned], work_dirs=[p + '_ft'])]
@@ -189,17 +215,27 @@ class AofpPruning:
         StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
         return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'
 
-    def flops_pruned(self, widths):
+    def deps_of(self, deps, target_widths):
+        """`deps` with each target layer's group set to its width."""
+        deps = list(deps)
+        for layer, width in zip(self.target_layers, target_widths):
+            for member in self.members[layer]:
+                deps[member] = int(width)
+        return deps
+
+    def flops_pruned(self, deps):
         """FLOPs removed relative to the base weights' widths (the original VGG for `paper`)."""
-        return flops.flops_pruned_ratio(self.model, widths, self.base_deps)
+        return flops.flops_pruned_ratio(self.model, deps, self.base_deps)
 
     def search(self, k, target, start_file, tuned):
         self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
                  % (k, 100 * target, start_file))
         start = hdf5_io.read_hdf5(start_file)
         deps = self.model.check_deps(start.deps or self.model.default_deps)
-        search = AofpSearch([np.ones(d, np.float32) for d in deps], self.s.batches_per_half,
-                            self.s.metric_limit, self.s.search_start_step, self.flops_pruned, target)
+        search = AofpSearch([np.ones(deps[t], np.float32) for t in self.target_layers],
+                            self.s.batches_per_half, self.s.metric_limit,
+                            self.s.search_start_step,
+                            lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target)
         hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
                           self.s.remain_log_steps, self.s.save_per_moves)
         trainer = Trainer(self.model, deps, self.data_dir, search_config(self.s, self.num_examples),
@@ -211,11 +247,11 @@ class AofpPruning:
         if not search.terminated:
             hook.log('search stopped after %d steps at %.1f%% of FLOPs removed, short of the '
                      'target %.0f%% (raise --search_max_epochs or --metric_limit)'
-                     % (result.step, 100 * self.flops_pruned(search.widths), 100 * target))
+                     % (result.step, 100 * search.flops_pruned(search.widths), 100 * target))
         hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks())
         tuned_file = hdf5_io.read_hdf5(tuned)
         self._log_eval(tuned, tuned_file, 9, 'after tuning, the masks suggest deps=%s'
-                       % self._widths(tuned_file.masks))
+                       % self._widths(tuned_file))
 
     def prune(self, tuned, pruned):
         weights, deps = prune_weights(self.model, hdf5_io.read_hdf5(tuned))
@@ -231,13 +267,17 @@ class AofpPruning:
         hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps)
         self._log_eval(fted, hdf5_io.read_hdf5(fted), 8)
 
-    def _widths(self, masks):
-        return [int((masks[i] > 0.5).sum()) for i in sorted(masks)]
+    def _widths(self, weight_file):
+        """The widths a file stands for: its deps, with each masked group at its alive count."""
+        masks = weight_file.masks
+        return self.deps_of(weight_file.deps, [int((masks[t] > 0.5).sum())
+                                               for t in self.target_layers]) if masks \
+            else list(weight_file.deps)
 
     def _log_eval(self, path, weight_file, loss_decimals, comment=None):
         result = evaluate_weights(self.model, weight_file, self.data_dir, self.s.eval_batch_size,
                                   path)
-        widths = self._widths(weight_file.masks) if weight_file.masks else list(weight_file.deps)
+        widths = self._widths(weight_file)
         extra = '%s, flops_pruned=%.4f' % (comment or 'deps=%s' % widths, self.flops_pruned(widths))
         log_important(record_line(self.model.name, path, result, extra, loss_decimals),
                       OVERALL_LOG)

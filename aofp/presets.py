@@ -1,9 +1,13 @@
-"""AOFP hyperparameters: `paper` is exactly the original's; `smoke` scales everything down so that
-`train` then `prune` (two iterations) finish in minutes on 2 CPU cores on the synthetic data set."""
+"""AOFP hyperparameters per model: `paper` is the original's (`vc`), the authors' later PyTorch
+code's (`src56`/`src110`) or, for `dc40`, the DenseNet recipe for the base and the `vc` search and
+finetuning; `smoke` scales everything down so that `train` then `prune` finish in minutes on 2 CPU
+cores on the synthetic data set. PRESETS[preset][model]."""
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
+from tf_benchmarks.models.densenet_model import DC40_ORIGIN_DEPS, incremental_layers
+from tf_benchmarks.models.resnet_model import internal_layers, origin_deps
 from tf_benchmarks.models.vc_model import VGG_ORIGIN_DEPS
 
 
@@ -15,6 +19,7 @@ class AofpSettings:
     max_epochs: float = 600
     lr_values: Tuple[float, ...] = (0.05, 0.005, 0.0005)
     lr_epoch_fractions: Tuple[float, ...] = (1 / 3, 2 / 3)  # boundaries at 200 and 400 of 600
+    warmup_epochs: float = 0
     weight_decay: float = 1e-4
     train_snapshot_steps: int = 10000
     # AOFP search while training (constant LR 1e-3, ends at the FLOPs target)
@@ -27,9 +32,12 @@ class AofpSettings:
     search_snapshot_steps: int = 20000
     remain_log_steps: int = 5000
     itr_schedule: Tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
+    target_layers: Optional[Tuple[int, ...]] = None   # None: every layer (vc)
     # finetuning of each pruned model: 10-epoch linear warmup, then the base schedule
     finetune_epochs: float = 600
     finetune_warmup_epochs: float = 10
+    finetune_cosine: bool = False    # cosine decay from lr_values[0] instead of the steps
+    finetune_lr: Optional[float] = None  # first LR of finetuning (default lr_values[0])
     # bookkeeping
     display_every: int = 100
     eval_batch_size: int = 500
@@ -37,15 +45,52 @@ class AofpSettings:
     precision: str = 'fp32'
 
 
+VC_SMOKE = AofpSettings(
+    deps=(16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128),
+    max_epochs=20, lr_values=(0.01, 0.001, 0.0001), lr_epoch_fractions=(0.75, 0.9),
+    train_snapshot_steps=0,
+    search_lr=1e-3, search_max_epochs=12, batches_per_half=40, metric_limit=0.05,
+    search_start_step=10, save_per_moves=10, search_snapshot_steps=0, remain_log_steps=50,
+    itr_schedule=(0.3, 0.45),
+    finetune_epochs=5, finetune_warmup_epochs=0.25,
+    display_every=20, checkpoint_every=200)
+
+
+def _resnet(n, paper):
+    """The authors' AOFP ResNet recipe: base 240 epochs at LR 0.1, x0.1 at 120/180; search at
+    LR 1e-3, 1000 steps per half, limit 0.01, 500 warm-up steps, 50% of FLOPs; finetuning 600
+    epochs, cosine from 0.01. Internal layers only."""
+    common = dict(lr_values=(0.1, 0.01, 0.001), lr_epoch_fractions=(0.5, 0.75),
+                  target_layers=tuple(internal_layers(n)), finetune_cosine=True,
+                  finetune_lr=0.01, finetune_warmup_epochs=0)
+    if paper:
+        return AofpSettings(deps=origin_deps(n), max_epochs=240, batches_per_half=1000,
+                            metric_limit=0.01, search_start_step=500, itr_schedule=(0.5,),
+                            finetune_epochs=600, **common)
+    return AofpSettings(deps=tuple(d // 2 for d in origin_deps(n)), max_epochs=6,
+                        train_snapshot_steps=0, search_max_epochs=12, batches_per_half=20,
+                        metric_limit=0.05, search_start_step=10, search_snapshot_steps=0,
+                        remain_log_steps=50, itr_schedule=(0.3,), finetune_epochs=2,
+                        display_every=20, checkpoint_every=200, **common)
+
+
+DC40_BASE = dict(lr_values=(0.1, 0.01, 0.001), lr_epoch_fractions=(0.5, 0.75),
+                 target_layers=tuple(incremental_layers()))
+
 PRESETS = {
-    'paper': AofpSettings(),
-    'smoke': AofpSettings(
-        deps=(16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128),
-        max_epochs=20, lr_values=(0.01, 0.001, 0.0001), lr_epoch_fractions=(0.75, 0.9),
-        train_snapshot_steps=0,
-        search_lr=1e-3, search_max_epochs=12, batches_per_half=40, metric_limit=0.05,
-        search_start_step=10, save_per_moves=10, search_snapshot_steps=0, remain_log_steps=50,
-        itr_schedule=(0.3, 0.45),
-        finetune_epochs=5, finetune_warmup_epochs=0.25,
-        display_every=20, checkpoint_every=200),
+    'paper': {
+        'vc': AofpSettings(),
+        'dc40': AofpSettings(deps=DC40_ORIGIN_DEPS, max_epochs=300, itr_schedule=(0.5,),
+                             **DC40_BASE),
+        'src56': _resnet(9, True),
+        'src110': _resnet(18, True),
+    },
+    'smoke': {
+        'vc': VC_SMOKE,
+        'dc40': dataclasses.replace(
+            VC_SMOKE, deps=tuple([8] + [6] * 12 + [80] + [6] * 12 + [152] + [6] * 12),
+            max_epochs=6, itr_schedule=(0.3,), finetune_epochs=2, **DC40_BASE),
+        'src56': _resnet(9, False),
+        'src110': _resnet(18, False),
+    },
 }

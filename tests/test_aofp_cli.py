@@ -120,5 +120,5 @@ def test_bad_input_gives_one_clear_error(tmp_path, synthetic_dir):
     result = run(['eval', 'dc40.hdf5', '--data_dir', synthetic_dir], tmp_path, check=False)
     assert result.returncode == 2 and 'another architecture' in result.stderr
     result = run(['prune', '--data_dir', synthetic_dir], tmp_path, check=False)
-    assert result.returncode == 2 and 'run `aofp_standalone.py train` first' in result.stderr
+    assert result.returncode == 2 and 'run `aofp_standalone.py train --model vc` first' in result.stderr
     assert 'Traceback' not in result.stderr

@@ -1,6 +1,7 @@
 """AOFP's masked multi-path graph, and the exactness of physical pruning."""
 
 import numpy as np
+import pytest
 
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.pipeline import evaluate_weights, prune_weights
@@ -148,3 +149,58 @@ def test_pruned_and_masked_evaluations_give_the_same_top1(synthetic_dir):
     assert masked.num_examples == pruned.num_examples == 200
     assert masked.top1 == pruned.top1 and masked.top5 == pruned.top5
     assert abs(masked.loss - pruned.loss) < 1e-4
+
+
+@pytest.mark.parametrize('name,deps', [
+    ('dc40', [6] + [4] * 12 + [20] + [4] * 12 + [24] + [4] * 12),
+    ('src56', [d // 4 for d in get_model('src56').default_deps]),
+    ('src110', [d // 4 for d in get_model('src110').default_deps])])
+def test_masked_equals_pruned_on_every_model(name, deps):
+    """Random masks on every channel group (concatenations, BN-ReLU before the consumers, residual
+    groups): the masked model computes exactly what the physically pruned one does."""
+    model = get_model(name)
+    trace = model.trace(deps)
+    weights = random_weights(trace, 11)
+    rng = np.random.default_rng(12)
+    masks = {}
+    for group in trace.groups:
+        mask = (rng.uniform(size=deps[group.root]) > 0.5).astype(np.float32)
+        mask[rng.integers(deps[group.root])] = 1.0
+        masks[group.root] = mask
+    tuned = hdf5_io.WeightFile(weights, tuple(deps), masks)
+    pruned_weights, pruned_deps = prune_weights(model, tuned)
+    assert pruned_deps == list(model.check_deps(pruned_deps))
+    images = random_images(8)
+    layers = sorted(masks)
+    masked = predict_logits(model, deps, weights, images,
+                            builder_factory=lambda x, phase_train: MaskedConvNetBuilder(
+                                x, phase_train, layers),
+                            feed_fn=lambda b: {b.base_masks[i]: masks[i] for i in layers})
+    pruned = predict_logits(model, pruned_deps, pruned_weights, images)
+    assert np.abs(masked).max() > 1e-2
+    np.testing.assert_allclose(pruned, masked, atol=1e-4 * max(1.0, np.abs(masked).max()), rtol=0)
+
+
+def test_search_graph_on_concatenations_and_residual_groups():
+    """dc40 (each target read by several later layers) and src56 (internal layers and, as
+    targets, whole residual groups): one metric per target, positive with drops, 0 without."""
+    for name, deps, layers in (
+            ('dc40', [6] + [4] * 12 + [20] + [4] * 12 + [24] + [4] * 12, [1, 2, 12, 14, 27]),
+            ('src56', [d // 4 for d in get_model('src56').default_deps], [0, 1, 19, 39])):
+        model = get_model(name)
+        weights = random_weights(model.trace(deps), 3)
+        with tf.Graph().as_default():
+            builder = MaskedConvNetBuilder(tf.constant(random_images(8)), True, layers,
+                                           search=True)
+            model.build(builder, deps)
+            assert sorted(builder.metrics) == layers
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                for var_name, var in builder.variables.items():
+                    var.load(weights[var_name], sess)
+                drops = {builder.dropped_filters[i]: np.arange(deps[i] // 2, dtype=np.int32)
+                         for i in layers}
+                with_drops = sess.run([builder.metrics[i] for i in layers], drops)
+                without = sess.run([builder.metrics[i] for i in layers])
+        assert all(v > 1e-6 for v in with_drops), (name, with_drops)
+        assert without == [0.0] * len(layers)

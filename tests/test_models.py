@@ -7,6 +7,7 @@ from tf_benchmarks.convnet_builder import ConvNetBuilder
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.models import get_model
 from tf_benchmarks.models.densenet_model import customized_dc40_deps
+from tf_benchmarks.models.resnet_model import followers, internal_layers, origin_deps
 from tf_benchmarks.session import tf
 
 
@@ -47,7 +48,9 @@ def test_trace_names_follow_the_originals():
 
 
 @pytest.mark.parametrize('name,deps', [('vc', [8, 8, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32, 32]),
-                                       ('dc40', customized_dc40_deps('2-3-4'))])
+                                       ('dc40', customized_dc40_deps('2-3-4')),
+                                       ('src56', [d // 4 for d in origin_deps(9)]),
+                                       ('src110', origin_deps(18))])
 def test_graph_variables_equal_the_trace(name, deps):
     model = get_model(name)
     with tf.Graph().as_default():
@@ -59,6 +62,33 @@ def test_graph_variables_equal_the_trace(name, deps):
     assert graph_vars == [(n, v.shape) for n, v in trace.variables.items()]
     assert logits.shape.as_list() == [None, model.num_classes]
     assert len(builder.update_ops) == 2 * len(trace.bns)
+
+
+def test_stagewise_resnets_layout_flops_and_groups():
+    src56, src110 = get_model('src56'), get_model('src110')
+    assert len(src56.default_deps) == 57 and len(src110.default_deps) == 111
+    assert src56.default_deps[:19] == (16,) * 19 and src56.default_deps[38:] == (64,) * 19
+    assert flops.count_flops(src56, src56.default_deps) == 125747840
+    five_eighths = [d * 5 // 8 for d in src56.default_deps]
+    assert flops.count_flops(src56, five_eighths) == 49224080
+    assert flops.flops_pruned_ratio(src56, five_eighths) == pytest.approx(0.60855, abs=1e-5)
+    trace = src56.trace()
+    groups = [g for g in trace.groups if len(g.members) > 1]
+    assert [(g.root, g.members) for g in groups] == [
+        (p, tuple([p] + [p + 2 + 2 * b for b in range(9)])) for p in (0, 19, 38)]
+    assert all(trace.group_of(f).root == p for f, p in followers(9).items())
+    assert all(len(trace.group_of(i).members) == 1 for i in internal_layers(9))
+    assert [len(g.members) for g in src110.trace().groups].count(19) == 3
+    names = list(trace.variables)
+    assert names[:2] == ['v0/cg/conv0/conv2d/kernel', 'v0/cg/conv0/batchnorm0/gamma']
+    assert 'v0/cg/conv19/batchnorm19/moving_variance' in names
+    assert trace.variables['v0/cg/conv19/conv2d/kernel'].shape == (1, 1, 16, 32)
+    assert trace.variables['v0/cg/conv20/conv2d/kernel'].shape == (3, 3, 16, 32)
+    assert names[-2:] == ['v0/cg/affine0/dense/kernel', 'v0/cg/affine0/dense/bias']
+    assert trace.variables['v0/cg/affine0/dense/kernel'].shape == (64, 10)
+    assert trace.convs[20].out_hw == (16, 16) and trace.convs[38].out_hw == (8, 8)
+    with pytest.raises(UserError, match='layer 21 is tied to layer 19 .* got 31 and 32'):
+        src56.check_deps([31 if i == 21 else d for i, d in enumerate(src56.default_deps)])
 
 
 def test_bad_deps_are_user_errors():

@@ -106,3 +106,37 @@ def test_trimming_identical_dc40_clusters_changes_no_output():
     small = predict_logits(dc40, new_deps, trimmed, images)
     assert np.abs(full).max() > 1e-2
     np.testing.assert_allclose(small, full, atol=1e-4 * max(1.0, np.abs(full).max()), rtol=0)
+
+
+def test_trimming_identical_clusters_of_tied_resnet_groups_changes_no_output():
+    """src56 with random collapsed clusters on every layer: one plan per channel group (given for
+    the pacesetter) reaches every follower, the projections, the internal convs and the FC."""
+    src56 = get_model('src56')
+    deps = [d // 4 for d in src56.default_deps]   # 4 / 8 / 16
+    trace = src56.trace(deps)
+    rng = np.random.default_rng(5)
+    plans = {}
+    for group in trace.groups:
+        width = deps[group.root]
+        labels = rng.integers(0, width // 2, width)
+        labels[:width // 2] = np.arange(width // 2)
+        plans[group.root] = [list(np.flatnonzero(labels == k)) for k in range(width // 2)]
+    expanded = trace.expand_to_groups(plans)
+    assert sorted(expanded) == list(range(57))
+    weights = make_clusters_identical(trace, random_weights(trace, 6), expanded)
+    trimmed, new_deps = apply_surgery(trace, weights, plans)
+    assert new_deps == [d // 2 for d in deps]
+    assert trimmed['v0/cg/conv21/conv2d/kernel'].shape == (3, 3, 4, 4)
+    assert trimmed['v0/cg/affine0/dense/kernel'].shape == (8, 10)
+    images = random_images()
+    full = predict_logits(src56, deps, weights, images)
+    small = predict_logits(src56, new_deps, trimmed, images)
+    assert np.abs(full).max() > 1e-2
+    np.testing.assert_allclose(small, full, atol=1e-4 * max(1.0, np.abs(full).max()), rtol=0)
+
+
+def test_tied_layers_cannot_get_different_plans():
+    trace = get_model('src56').trace()
+    with pytest.raises(ValueError, match='layers 0 and 2 are one channel group'):
+        apply_surgery(trace, random_weights(trace, 0), {0: [[i] for i in range(8)],
+                                                        2: [[i] for i in range(9)]})

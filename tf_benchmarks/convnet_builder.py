@@ -49,7 +49,16 @@ class ConvNetBuilder(NetworkBuilder):
         return self.conv2d(x, kernel, strides, mode)
 
     def conv2d(self, x, kernel, strides, mode):
-        """NHWC convolution in `conv_dtype`, float32 in and out."""
+        """NHWC convolution in `conv_dtype`, float32 in and out. SAME_RESNET (tf_cnn_benchmarks'
+        mode): with a stride, pad (k-1)//2 before and the rest after on both axes, then VALID."""
+        if mode == 'SAME_RESNET':
+            if strides == (1, 1):
+                mode = 'SAME'
+            else:
+                k_h, k_w = kernel.shape.as_list()[:2]
+                x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2],
+                               [0, 0]])
+                mode = 'VALID'
         if self.conv_dtype == tf.float32:
             return tf.nn.conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
         y = tf.nn.conv2d(tf.cast(x, self.conv_dtype), tf.cast(kernel, self.conv_dtype),
@@ -78,6 +87,9 @@ class ConvNetBuilder(NetworkBuilder):
 
     def _emit_concat(self, xs):
         return tf.concat(xs, axis=3)
+
+    def _emit_add(self, xs):
+        return tf.add_n(xs)
 
     def _emit_spatial_mean(self, x):
         return tf.reduce_mean(x, axis=[1, 2])

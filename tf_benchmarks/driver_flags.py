@@ -11,7 +11,9 @@ from tf_benchmarks.records import DATA_DIR_ENV, default_data_dir
 FLAGS = flags.FLAGS
 
 
-def define_common_flags(presets):
+def define_common_flags(presets, default_model):
+    models = sorted(next(iter(presets.values())))
+    flags.DEFINE_enum('model', default_model, models, 'The network: %s.' % ', '.join(models))
     flags.DEFINE_string('data_dir', default_data_dir(), 'Directory with the CIFAR-10 tfrecords '
                         '(default: $%s, else ./data/cifar10).' % DATA_DIR_ENV)
     flags.DEFINE_enum('preset', 'paper', sorted(presets), 'paper: the original hyperparameters; '
@@ -36,7 +38,8 @@ def define_common_flags(presets):
 
 
 def apply_common_flags(presets):
-    settings = dataclasses.replace(presets[FLAGS.preset])
+    """A copy of the preset's settings for --model, with the common flags applied."""
+    settings = dataclasses.replace(presets[FLAGS.preset][FLAGS.model])
     if FLAGS.max_epochs is not None:
         if FLAGS.max_epochs <= 0:
             raise UserError('--max_epochs must be positive, got %g' % FLAGS.max_epochs)

@@ -99,8 +99,10 @@ def evaluate_file(model, weight_file, data_dir, batch_size=500, source='weights'
         return evaluator.evaluate(weight_file.weights, source, feed)
 
 
-def predict_logits(model, deps, weights, images, builder_factory=ConvNetBuilder, feed_dict=None):
-    """Inference-mode logits of `images` (float [N,32,32,3] in [-1, 1]) for exactness checks."""
+def predict_logits(model, deps, weights, images, builder_factory=ConvNetBuilder, feed_dict=None,
+                   feed_fn=None):
+    """Inference-mode logits of `images` (float [N,32,32,3] in [-1, 1]) for exactness checks;
+    `feed_fn(builder) -> feed_dict` feeds extra placeholders (AOFP's masks)."""
     deps = model.check_deps(deps)
     with tf.Graph().as_default() as graph:
         tf.set_random_seed(0)
@@ -112,4 +114,5 @@ def predict_logits(model, deps, weights, images, builder_factory=ConvNetBuilder,
             load_weights(sess, variables, weights, 'weights')
             feed = {inputs: images}
             feed.update(feed_dict or {})
+            feed.update(feed_fn(builder) if feed_fn else {})
             return sess.run(logits, feed)

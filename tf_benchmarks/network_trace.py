@@ -92,6 +92,16 @@ class AffineLayer:
     in_features: int
     out_features: int
     macs: int
+    activation: Optional[str] = 'relu'
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelGroup:
+    """Conv layers whose output channels are added together, so they must lose the same channels.
+    `root` is the smallest index (a ResNet stage's pacesetter); a layer no add couples is a group
+    of one."""
+    root: int
+    members: Tuple[int, ...]
 
 
 @dataclasses.dataclass
@@ -110,6 +120,45 @@ class NetworkTrace:
         self.bns: List[BatchNormLayer] = []
         self.affines: List[AffineLayer] = []
         self.slots: Dict[int, List[Slot]] = collections.defaultdict(list)
+        self._parent: Dict[int, int] = {}  # union-find over conv indices, joined by `add`
+
+    def root_of(self, layer):
+        while self._parent.get(layer, layer) != layer:
+            layer = self._parent[layer]
+        return layer
+
+    def join(self, a, b):
+        a, b = self.root_of(a), self.root_of(b)
+        if a != b:
+            self._parent[max(a, b)] = min(a, b)
+
+    @property
+    def groups(self):
+        """Every conv layer's ChannelGroup, ordered by root."""
+        members = collections.defaultdict(list)
+        for conv in self.convs:
+            members[self.root_of(conv.index)].append(conv.index)
+        return [ChannelGroup(root, tuple(m)) for root, m in sorted(members.items())]
+
+    def group_of(self, layer):
+        root = self.root_of(layer)
+        return ChannelGroup(root, tuple(c.index for c in self.convs
+                                        if self.root_of(c.index) == root))
+
+    def expand_to_groups(self, layer_clusters):
+        """{layer: clusters} given for some members of groups -> the same clusters for every member
+        of those groups. Two members given different clusters is a ValueError: tied layers always
+        lose the same channels."""
+        out = {}
+        for layer, clusters in sorted(layer_clusters.items()):
+            clusters = sorted(sorted(int(c) for c in cluster) for cluster in clusters)
+            for member in self.group_of(layer).members:
+                if member in out and out[member] != clusters:
+                    raise ValueError('layers %d and %d are one channel group (their outputs are '
+                                     'added) but were given different clusters'
+                                     % (self.root_of(layer), layer))
+                out[member] = clusters
+        return out
 
     @property
     def deps(self):
@@ -156,11 +205,13 @@ class Node:
 
 
 def _out_size(size, k, stride, mode):
-    if mode == 'SAME':
+    if mode == 'SAME' or (mode == 'SAME_RESNET' and stride == 1):
         return -(-size // stride)
+    if mode == 'SAME_RESNET':  # explicit (k-1)//2 before, k-1-(k-1)//2 after, then VALID
+        return (size + k - 1 - k) // stride + 1
     if mode == 'VALID':
         return (size - k) // stride + 1
-    raise ValueError('padding mode must be SAME or VALID, got %r' % (mode,))
+    raise ValueError('padding mode must be SAME, SAME_RESNET or VALID, got %r' % (mode,))
 
 
 class NetworkBuilder:
@@ -245,7 +296,7 @@ class NetworkBuilder:
                                               activation))
             self.trace.add_slots(inp.spec.segments, full_kernel, 2, SUM)
             self.trace.slots[index].append(Slot(full_kernel, 3, 0, SELECT))
-            tensor = self._emit_conv(inp.tensor, kernel, (d_h, d_w), mode)
+            tensor = self._emit_conv(self._conv_input(index, inp), kernel, (d_h, d_w), mode)
             node = Node(tensor, TensorSpec(out_h, out_w, num_out, (Segment(index, num_out, 0),)))
             if use_batch_norm:
                 node = self.batch_norm(node)
@@ -314,6 +365,29 @@ class NetworkBuilder:
         tensor = self._emit_concat([n.tensor for n in nodes])
         return self._set_top(Node(tensor, TensorSpec(h, w, offset, tuple(segments))))
 
+    def add(self, nodes):
+        """Residual add of tensors of one shape. The producers of each channel position are joined
+        into one channel group; the output keeps the first input's provenance."""
+        first = nodes[0].spec
+        for node in nodes[1:]:
+            spec = node.spec
+            if (spec.height, spec.width, spec.channels) != (first.height, first.width,
+                                                            first.channels):
+                raise ValueError('add of tensors of different shapes: %s and %s'
+                                 % ((first.height, first.width, first.channels),
+                                    (spec.height, spec.width, spec.channels)))
+            layout = [(g.count, g.offset, g.period, g.repeats) for g in spec.segments]
+            if layout != [(g.count, g.offset, g.period, g.repeats) for g in first.segments]:
+                raise ValueError('add of tensors whose channels come from differently laid out '
+                                 'producers')
+            for a, b in zip(first.segments, spec.segments):
+                if (a.producer is None) != (b.producer is None):
+                    raise ValueError('add of a conv output and a tensor no conv produced')
+                if a.producer is not None:
+                    self.trace.join(a.producer, b.producer)
+        tensor = self._emit_add([n.tensor for n in nodes])
+        return self._set_top(Node(tensor, first))
+
     def spatial_mean(self, input_layer=None):
         """Global average pooling to [batch, C]."""
         inp = self._input(input_layer)
@@ -344,17 +418,26 @@ class NetworkBuilder:
                                    KERNEL)
             bias = self.variable(prefix + 'bias', (num_out,), 'zeros', BIAS)
             kernel_full = self.full_name(prefix + 'kernel')
-            self.trace.affines.append(AffineLayer(len(self.trace.affines), kernel_full,
+            index = len(self.trace.affines)
+            self.trace.affines.append(AffineLayer(index, kernel_full,
                                                   self.full_name(prefix + 'bias'), inp.channels,
-                                                  num_out, inp.channels * num_out))
+                                                  num_out, inp.channels * num_out, activation))
             self.trace.add_slots(inp.spec.segments, kernel_full, 0, SUM)
-            tensor = self._emit_affine(inp.tensor, kernel, bias)
+            tensor = self._emit_affine(self._affine_input(index, inp), kernel, bias)
             node = Node(tensor, TensorSpec(1, 1, num_out, (Segment(None, num_out, 0),)))
             node = self.activation(node, activation)
             node = self._after_affine(len(self.trace.affines) - 1, node)
         return self._set_top(node)
 
     # -- extension points (identity here; AOFP's masked builder uses them) ----------------------
+    def _conv_input(self, index, node):
+        """The tensor conv layer `index` convolves, given its input node."""
+        return node.tensor
+
+    def _affine_input(self, index, node):
+        """The tensor affine layer `index` multiplies, given its (flat) input node."""
+        return node.tensor
+
     def _after_conv(self, index, node):
         """Called with conv layer `index`'s activated output; returns the node that goes on."""
         return node
@@ -383,6 +466,9 @@ class NetworkBuilder:
         return None
 
     def _emit_concat(self, xs):
+        return None
+
+    def _emit_add(self, xs):
         return None
 
     def _emit_spatial_mean(self, x):

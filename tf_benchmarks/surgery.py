@@ -8,7 +8,9 @@ layer's channels live (see `network_trace.Slot`):
   - SUM slots (consumer conv input axes, FC rows) get the members' entries added into the survivor's.
 AOFP's masks are singleton clusters of the alive filters, magnitude pruning keeps its top filters
 (with the original's quirk: the dropped ones summed into the first kept one), and C-SGD's k-means
-clusters are trimmed as they are. All plans are applied at once, in original coordinates.
+clusters are trimmed as they are. All plans are applied at once, in original coordinates. Layers
+whose outputs are added (a channel group of the trace) share one plan: it is given for any member
+and applied to every member's slots, so tied layers always lose the same channels.
 """
 
 import numpy as np
@@ -37,9 +39,10 @@ def validate_clusters(clusters, width, layer):
 
 
 def plan_surgery(trace, layer_clusters):
-    """{(var, axis): {old position: [old positions summed into it] or None (removed)}}."""
+    """{(var, axis): {old position: [old positions summed into it] or None (removed)}}. A plan
+    given for one member of a channel group applies to every member."""
     plans = {}
-    for layer, clusters in layer_clusters.items():
+    for layer, clusters in trace.expand_to_groups(layer_clusters).items():
         width = trace.convs[layer].out_channels
         clusters = [sorted(int(c) for c in cluster) for cluster in clusters]
         validate_clusters(clusters, width, layer)
@@ -85,6 +88,6 @@ def apply_surgery(trace, weights, layer_clusters):
             raise KeyError('weights lack %s, which the topology prunes' % var)
         new[var] = _reduce_axis(new[var], axis, plan)
     deps = list(trace.deps)
-    for layer, clusters in layer_clusters.items():
+    for layer, clusters in trace.expand_to_groups(layer_clusters).items():
         deps[layer] = len(clusters)
     return new, deps

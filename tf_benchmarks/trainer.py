@@ -37,6 +37,7 @@ class TrainConfig:
     lr_values: Sequence[float] = (0.1,)
     lr_boundaries: Sequence[int] = ()          # in steps; len(lr_values) == len(lr_boundaries) + 1
     warmup_steps: int = 0                      # linear warmup from 0 to lr_values[0]
+    cosine: bool = False                       # cosine decay from lr_values[0] to 0 (no steps)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     l2_filter: Callable = kernels_only         # (name, shape) -> bool: which variables get L2
@@ -103,10 +104,14 @@ class TrainHook:
 
 
 def learning_rate(global_step, config):
-    """piecewise_constant semantics: values[k] while boundaries[k-1] < step <= boundaries[k]."""
+    """piecewise_constant semantics: values[k] while boundaries[k-1] < step <= boundaries[k]; or,
+    with `cosine`, values[0] * (1 + cos(pi * step / num_steps)) / 2."""
     step = tf.cast(global_step, tf.int64)
     values = tf.constant([float(v) for v in config.lr_values], tf.float32)
-    if config.lr_boundaries:
+    if config.cosine:
+        progress = tf.minimum(tf.cast(step, tf.float32) / float(max(config.num_steps, 1)), 1.0)
+        lr = config.lr_values[0] * 0.5 * (1.0 + tf.cos(np.pi * progress))
+    elif config.lr_boundaries:
         passed = tf.cast(step > tf.constant(list(config.lr_boundaries), tf.int64), tf.int32)
         lr = tf.gather(values, tf.reduce_sum(passed))
     else:

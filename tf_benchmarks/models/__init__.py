@@ -4,7 +4,7 @@ import dataclasses
 from typing import Callable, Tuple
 
 from tf_benchmarks.errors import UserError
-from tf_benchmarks.models import densenet_model, vc_model
+from tf_benchmarks.models import densenet_model, resnet_model, vc_model
 from tf_benchmarks.network_trace import NetworkBuilder
 
 
@@ -29,7 +29,35 @@ class ModelSpec:
                                                                   len(deps)))
         if min(deps) < 1:
             raise UserError('%s: every layer needs at least one filter, got %r' % (self.name, deps))
+        for group in self.groups:
+            for member in group.members:
+                if deps[member] != deps[group.root]:
+                    raise UserError(
+                        '%s: layer %d is tied to layer %d (their outputs are added, so they are one '
+                        'channel group) and must have its width, got %d and %d'
+                        % (self.name, member, group.root, deps[member], deps[group.root]))
         return deps
+
+    @property
+    def groups(self):
+        """The model's channel groups (the same at every widths)."""
+        if self.name not in _GROUPS:
+            builder = NetworkBuilder()
+            self.add_inference(builder, self.default_deps, self.num_classes)
+            _GROUPS[self.name] = builder.trace.groups
+        return _GROUPS[self.name]
+
+    @property
+    def scratch_weights(self):
+        """The base model file both drivers' `train` writes (the originals' pattern)."""
+        return '%s_scratch_savedweights.hdf5' % self.name
+
+    @property
+    def scratch_train_dir(self):
+        return '%s_scratch_train' % self.name
+
+    def group_roots(self):
+        return [g.root for g in self.groups]
 
     def build(self, builder, deps, num_classes=None):
         """Run the model's builder calls on `builder`; returns the logits node."""
@@ -43,11 +71,18 @@ class ModelSpec:
         return builder.trace
 
 
+_GROUPS = {}
+
 MODELS = {
     'vc': ModelSpec('vc', vc_model.VGG_ORIGIN_DEPS, 11, 10, vc_model.add_inference,
                     '13-conv VGG-16 for CIFAR-10 (AOFP)'),
     'dc40': ModelSpec('dc40', densenet_model.DC40_ORIGIN_DEPS, 10, 10,
                       densenet_model.add_inference, 'DenseNet-40, k=12 (C-SGD)'),
+    'src56': ModelSpec('src56', resnet_model.origin_deps(9), 10, 10,
+                       resnet_model.make_add_inference(9), 'stagewise ResNet-56 (the authors\' '
+                       'later code)'),
+    'src110': ModelSpec('src110', resnet_model.origin_deps(18), 10, 10,
+                        resnet_model.make_add_inference(18), 'stagewise ResNet-110'),
 }
 
 
