@@ -98,7 +98,7 @@ def run_csgd(args):
     """A dc40 step with C-SGD on all 39 layers (k-means-free even clusters to the 3-3-3 widths)."""
     from csgd import clustering
     from csgd.centripetal import CentripetalHandler
-    from csgd.pipeline import with_stage_widths
+    from csgd.targets import with_stage_widths
     from tf_benchmarks.models import get_model
     deps = get_model('dc40').default_deps
     target = with_stage_widths(deps, '3-3-3')

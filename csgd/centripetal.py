@@ -51,11 +51,13 @@ def _apply(grad, var, gamma, weight_decay, strength):
 
 
 class CentripetalHandler:
-    """Trainer grad_handler: rewrites the gradients of clustered conv kernels and of the gamma/beta
-    of every BN over clustered channels. `bn_strength` defaults to `strength` (the TF demo's)."""
+    """Trainer grad_handler: rewrites the gradients of clustered conv kernels (a channel group's
+    clusters, given for its first layer, reach every member) and of the gamma/beta of every BN over
+    clustered channels. `bn_strength` defaults to `strength` (the TF demo's)."""
 
     def __init__(self, trace, layer_clusters, bn_clusters, weight_decay, strength,
                  bn_strength=None):
+        layer_clusters = trace.expand_to_groups(layer_clusters)  # followers: the pacesetter's
         self.kernels = {trace.convs[l].kernel: merge_matrix(c, trace.convs[l].out_channels)
                         for l, c in layer_clusters.items()}
         self.vectors = {}
@@ -100,7 +102,7 @@ def cluster_deviation(weights, trace, layer_clusters, bn_clusters):
     """Largest |difference| between a cluster member and its survivor over all conv kernels and
     BN vectors (gamma, beta, moving mean, moving variance): 0 when C-SGD has converged."""
     worst = 0.0
-    for layer, clusters in layer_clusters.items():
+    for layer, clusters in trace.expand_to_groups(layer_clusters).items():
         kernel = weights[trace.convs[layer].kernel]
         for cluster in clusters:
             worst = max(worst, float(np.abs(kernel[..., cluster] -

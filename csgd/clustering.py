@@ -58,15 +58,15 @@ def filter_l1(kernel):
     return np.abs(filters_as_points(kernel)).sum(axis=1)
 
 
-def magnitude_plan(kernel, keep, variant='original'):
-    """Keep the `keep` filters of largest L1 norm.
+def magnitude_plan(l1, keep, variant='original'):
+    """Keep the `keep` filters of largest L1 norm (`l1`: one norm per filter; for a channel group,
+    the sum over its members' kernels).
 
     'original' reproduces the original encoding: every kept filter is a singleton cluster in index
     order and all dropped filters are appended to the first kept one's cluster, so the trimming sums
     their consumer slices into it and the smallest index of that cluster survives (often a dropped,
     low-magnitude filter). 'clean' keeps the kept filters and simply removes the others.
     """
-    l1 = filter_l1(kernel)
     n = len(l1)
     order = np.argsort(l1, kind='stable')
     dropped = [int(i) for i in order[:n - keep]]
@@ -80,7 +80,9 @@ def magnitude_plan(kernel, keep, variant='original'):
 
 def bn_channel_clusters(trace, layer_clusters):
     """{bn index: clusters of that BN's channel indices}: every clustered producer's clusters
-    shifted to where its channels sit in the BN's input; other channels are singletons."""
+    (a channel group's for each of its members) shifted to where its channels sit in the BN's
+    input; other channels are singletons."""
+    layer_clusters = trace.expand_to_groups(layer_clusters)
     result = {}
     for bn in trace.bns:
         clusters, covered = [], set()
@@ -94,19 +96,20 @@ def bn_channel_clusters(trace, layer_clusters):
     return result
 
 
-def check_clusters(plans, widths, targets, source, partial=False):
-    """Raise a UserError unless `plans` has, for every conv layer l (all of them unless `partial`),
-    `targets[l]` clusters that together hold each of the layer's `widths[l]` filters once."""
+def check_clusters(plans, layers, widths, targets, source, partial=False):
+    """Raise a UserError unless `plans` has, for every layer in `layers` (the channel groups'
+    roots; all of them unless `partial`) and no other, `targets[l]` clusters that together hold
+    each of the layer's `widths[l]` filters once."""
     from tf_benchmarks.errors import UserError
     problems = []
-    extra = sorted(set(plans) - set(range(len(widths))))
+    extra = sorted(set(plans) - set(layers))
     if extra:
-        problems.append('layers %s do not exist (the model has %d conv layers)'
-                        % (extra, len(widths)))
-    missing = [] if partial else sorted(set(range(len(widths))) - set(plans))
+        problems.append('layers %s are not clustered layers of this model (%d conv layers, '
+                        'channel groups named by their first layer)' % (extra, len(widths)))
+    missing = [] if partial else sorted(set(layers) - set(plans))
     if missing:
         problems.append('layers %s have no clusters' % missing)
-    for layer in sorted(set(plans) & set(range(len(widths)))):
+    for layer in sorted(set(plans) & set(layers)):
         clusters = plans[layer]
         members = sorted(i for c in clusters for i in c)
         if members != list(range(widths[layer])) or min(map(len, clusters), default=0) < 1:

@@ -1,5 +1,5 @@
-"""C-SGD on DenseNet-40/CIFAR-10, the original's command line (plus `train`, since the original's
-pretrained std_dc40_9382.hdf5 is not available):
+"""C-SGD on CIFAR-10, the original's command line (`--model dc40`, the default; also vc, src56,
+src110), plus `train`, since the original's pretrained std_dc40_9382.hdf5 is not available:
 
     python csgd/csgd_standalone.py train               # -> dc40_scratch_savedweights.hdf5
     python csgd/csgd_standalone.py magnitude1          # -> magnitude1_trained.hdf5
@@ -26,16 +26,23 @@ from csgd import pipeline  # noqa: E402
 from csgd.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
-define_common_flags(PRESETS)
+define_common_flags(PRESETS, 'dc40')
 flags.DEFINE_float('centri_strength', None, 'Centripetal strength epsilon (paper: 3e-3).')
-flags.DEFINE_string('target_deps', None, 'Incremental-layer widths per stage, e.g. 3-3-3.')
+flags.DEFINE_float('bn_strength_ratio', None, 'Centripetal strength of BN gamma/beta as a multiple '
+                   'of --centri_strength (dc40: 1, the TF demo; other models: 0.1, the authors\' '
+                   'later code).')
+flags.DEFINE_string('target_deps', None, 'dc40: incremental-layer widths per stage, e.g. 3-3-3; '
+                    'other models: a fraction of every width (5/8, 0.625) or every width '
+                    '(comma-separated). Several targets, comma-separated, are iterations, e.g. '
+                    '13/16,11/16,5/8.')
 flags.DEFINE_enum('cluster_method', None, ['kmeans', 'even', 'biased'], 'How csgd1 clusters.')
 flags.DEFINE_enum('magnitude_variant', None, ['original', 'clean'], 'original: the original\'s '
                   'three quirks; clean: keep the top filters, drop the rest, augmented finetuning.')
 flags.DEFINE_string('clusters_file', None, 'csgd1: use these clusters instead of computing them '
                     '(a file written by this project, or an original *_eqcls.npy).')
-flags.DEFINE_string('init_hdf5', pipeline.PRETRAINED, 'Pretrained weights magnitude1 and csgd1 '
-                    'start from (an original std_dc40_9382.hdf5 also loads).')
+flags.DEFINE_string('init_hdf5', None, 'Pretrained weights magnitude1 and csgd1 start from '
+                    '(default: <model>_scratch_savedweights.hdf5; an original std_dc40_9382.hdf5 '
+                    'also loads).')
 
 USAGE = 'usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5'
 
@@ -43,9 +50,9 @@ USAGE = 'usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5'
 def settings_from_flags():
     settings = apply_common_flags(PRESETS)
     override_from_flags(settings, ('centri_strength', 'target_deps', 'cluster_method',
-                                   'magnitude_variant'))
-    if settings.centri_strength < 0:
-        raise UserError('--centri_strength must not be negative')
+                                   'magnitude_variant', 'bn_strength_ratio'))
+    if settings.centri_strength < 0 or settings.bn_strength_ratio < 0:
+        raise UserError('--centri_strength and --bn_strength_ratio must not be negative')
     return settings
 
 
@@ -56,7 +63,7 @@ def main(argv):
     if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:
         raise UserError(USAGE)
     settings = settings_from_flags()
-    model = get_model('dc40')
+    model = get_model(FLAGS.model)
     if mode == 'train':
         epochs = FLAGS.max_epochs if FLAGS.max_epochs is not None else settings.train_epochs
         pipeline.train_base(model, settings, FLAGS.data_dir, epochs, FLAGS.restart_from)

@@ -2,24 +2,20 @@
 evaluation, the magnitude baseline (prune by L1, finetune) and C-SGD (cluster, train with the
 centripetal rule, trim with no finetuning), run as stages of the stage runner (run.json)."""
 
-import functools
 import os
 
 from csgd import clustering
 from csgd.clusters_file import load_clusters, save_clusters
 from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_deviation
+from csgd.targets import parse_target_deps
 from tf_benchmarks import flops, hdf5_io, input_pipeline, records
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import LogBook, cur_time, log_important
 from tf_benchmarks.stages import Stage, StageRunner, file_digest
-from tf_benchmarks.models.densenet_model import BLOCKS_PER_STAGE
 from tf_benchmarks.surgery import apply_surgery
 from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
 
-PRETRAINED = 'dc40_scratch_savedweights.hdf5'
-SCRATCH_TRAIN_DIR = 'dc40_scratch_train'
-EVAL_RECORDS = 'origin_dc40_eval_record.txt'
 BIAS_ONLY = ('bias',)  # the C-SGD code doubles only `bias` gradients (fc10/bias)
 
 
@@ -40,25 +36,6 @@ def _config(s, epochs, lr_values, fractions, num_examples, **kwargs):
                        precision=s.precision, **kwargs)
 
 
-def with_stage_widths(deps, spec):
-    """Replace the incremental widths of each stage of a DenseNet `deps` by 'a-b-c'."""
-    try:
-        widths = [int(x) for x in spec.split('-')]
-    except ValueError:
-        widths = []
-    if len(widths) != 3 or min(widths) < 1:
-        raise UserError('--target_deps takes three positive widths like 3-3-3, got %r' % (spec,))
-    deps = list(deps)
-    for stage, width in enumerate(widths):
-        first = 1 + stage * (BLOCKS_PER_STAGE + 1)
-        for layer in range(first, first + BLOCKS_PER_STAGE):
-            if width > deps[layer]:
-                raise UserError('--target_deps %s is wider than the model (%d filters in stage %d)'
-                                % (spec, deps[layer], stage + 1))
-            deps[layer] = width
-    return tuple(deps)
-
-
 def record_line(path, result, comment=''):
     """The original record line: time, file, top1, top5, mean loss, comment (space-separated)."""
     return '%s %s %.5f %.5f %.6f %s' % (cur_time(), path, result.top1, result.top5, result.loss,
@@ -66,32 +43,36 @@ def record_line(path, result, comment=''):
 
 
 def train_base(model, s, data_dir, epochs, restart_from=None, log=print):
-    """`train`: the base DenseNet-40 -> dc40_scratch_savedweights.hdf5 (one stage)."""
+    """`train`: the base model -> <model>_scratch_savedweights.hdf5 (one stage)."""
     model.check_deps(s.deps)  # bad widths or data stop before run.json
     data = input_pipeline.RecordData(data_dir)
 
     def run():
         config = _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions,
-                         data.num_examples, weight_decay=s.weight_decay, l2_filter=kernels_only)
-        train_to_file(model, s.deps, data, config, SCRATCH_TRAIN_DIR, PRETRAINED, log=log)
+                         data.num_examples, weight_decay=s.weight_decay, l2_filter=kernels_only,
+                         warmup_steps=int(s.train_warmup_epochs * data.num_examples)
+                         // s.batch_size)
+        train_to_file(model, s.deps, data, config, model.scratch_train_dir, model.scratch_weights,
+                      log=log)
     settings = dict(model=model.name, deps=s.deps, epochs=epochs, batch_size=s.batch_size,
                     lr_values=s.train_lr_values, lr_epoch_fractions=s.train_lr_epoch_fractions,
-                    weight_decay=s.weight_decay, precision=s.precision,
-                    **records.data_settings(data_dir))
-    StageRunner([Stage('train', settings, run, outputs=[PRETRAINED],
-                       work_dirs=[SCRATCH_TRAIN_DIR])], restart_from=restart_from, log=log).run()
-    return PRETRAINED
+                    warmup_epochs=s.train_warmup_epochs, weight_decay=s.weight_decay,
+                    precision=s.precision, **records.data_settings(data_dir))
+    StageRunner([Stage('train', settings, run, outputs=[model.scratch_weights],
+                       work_dirs=[model.scratch_train_dir])], restart_from=restart_from,
+                log=log).run()
+    return model.scratch_weights
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
-    """`eval FILE`: rebuild from the file's deps, evaluate, append to origin_dc40_eval_record.txt."""
+    """`eval FILE`: rebuild from the file's deps, evaluate, append to origin_<model>_eval_record.txt."""
     weight_file = hdf5_io.read_hdf5(path)
     result = evaluate_file(model, weight_file, data_dir, batch_size, path)
     deps = list(weight_file.deps or model.default_deps)
     log('precision @ 1 = %.4f recall @ 5 = %.4f [%d examples] mean loss = %.4f  deps %s  FLOPs %d'
         % (result.top1, result.top5, result.num_examples, result.loss, deps,
            flops.count_flops(model, deps)))
-    log_important(record_line(path, result), EVAL_RECORDS)
+    log_important(record_line(path, result), 'origin_%s_eval_record.txt' % model.name)
     return result
 
 
@@ -99,25 +80,29 @@ class _Stages:
     """Shared by both methods: the init file, the target widths, the important log, the stage
     settings, and running the stages."""
 
-    def __init__(self, model, settings, data_dir, init_hdf5, log_file, restart_from=None,
+    def __init__(self, model, settings, data_dir, init_hdf5, mode, restart_from=None,
                  partial_start=False, log=print):
         self.model = model
         self.s = settings
         self.data_dir = data_dir
-        self.log_file = log_file
+        self.mode = mode
+        self.log_file = '%s_%s_important_log.txt' % (model.name, mode)
         self.print = log
-        self.init_hdf5 = init_hdf5
+        self.init_hdf5 = init_hdf5 or model.scratch_weights
         self.restart_from = restart_from
         self.partial_start = partial_start
-        self.logs = LogBook([log_file])
-        if not os.path.exists(init_hdf5):
-            raise UserError('%s does not exist; run `csgd_standalone.py train` first or pass '
-                            '--init_hdf5 (an original std_dc40_9382.hdf5 also loads)' % init_hdf5)
-        self.init = hdf5_io.read_hdf5(init_hdf5)
+        self.logs = LogBook([self.log_file])
+        if not os.path.exists(self.init_hdf5):
+            raise UserError('%s does not exist; run `csgd_standalone.py train --model %s` first or '
+                            'pass --init_hdf5 (an original std_dc40_9382.hdf5 also loads)'
+                            % (self.init_hdf5, model.name))
+        self.init = hdf5_io.read_hdf5(self.init_hdf5)
         self.origin_deps = model.check_deps(self.init.deps or model.default_deps)
-        self.target_deps = with_stage_widths(self.origin_deps, settings.target_deps)
+        self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps)
         self.trace = model.trace(self.origin_deps)
-        hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, init_hdf5, partial_start)
+        hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, self.init_hdf5,
+                                  partial_start)
+        self.roots = model.group_roots()
         self.num_examples = input_pipeline.RecordData(data_dir).num_examples
 
     def log(self, message):
@@ -144,13 +129,13 @@ class _Stages:
         self.log(record_line(path, result, comment))
         return result
 
-    def log_structure(self):
-        before = flops.count_flops(self.model, self.origin_deps)
-        after = flops.count_flops(self.model, self.target_deps)
+    def log_structure(self, origin, target):
+        before = flops.count_flops(self.model, origin)
+        after = flops.count_flops(self.model, target)
         self.log('target structure %s: FLOPs %d -> %d (%.2f%% removed), params %d -> %d, deps %s'
                  % (self.s.target_deps, before, after, 100 * (1 - after / before),
-                    flops.count_params(self.model, self.origin_deps),
-                    flops.count_params(self.model, self.target_deps), list(self.target_deps)))
+                    flops.count_params(self.model, origin), flops.count_params(self.model, target),
+                    list(target)))
 
     def train_config(self, **kwargs):
         return _config(self.s, self.s.max_epochs, self.s.lr_values, self.s.lr_epoch_fractions,
@@ -163,22 +148,27 @@ class _Stages:
 
 
 class MagnitudePruning(_Stages):
-    """`magnitude1`: L1-magnitude pruning of every incremental layer to the target width, then
-    finetuning with the C-SGD schedule; stages `<mode>.prune` and `<mode>.finetune`."""
+    """`magnitude1`: L1-magnitude pruning of every layer to the final target width (a channel group
+    ranked by the summed L1 norms of its members), then finetuning with the C-SGD schedule;
+    stages `<mode>.prune` and `<mode>.finetune`."""
 
-    def __init__(self, model, settings, data_dir, init_hdf5, prefix='magnitude1', **kwargs):
-        super().__init__(model, settings, data_dir, init_hdf5,
-                         'dc40_%s_important_log.txt' % prefix, **kwargs)
+    def __init__(self, model, settings, data_dir, init_hdf5=None, prefix='magnitude1', **kwargs):
+        super().__init__(model, settings, data_dir, init_hdf5, prefix, **kwargs)
         self.prefix = prefix
-        self.eqcls_file = 'dc40_equivalent_eqcls_%s.json' % prefix
-        self.pruned_file = 'dc40_%s_prunedweights.hdf5' % prefix
+        self.target_deps = self.targets[-1]
+        self.eqcls_file = '%s_equivalent_eqcls_%s.json' % (model.name, prefix)
+        self.pruned_file = '%s_%s_prunedweights.hdf5' % (model.name, prefix)
         self.trained_file = '%s_trained.hdf5' % prefix
         self.train_dir = prefix + '_train'
 
     def plans(self):
-        return {layer: clustering.magnitude_plan(self.init.weights[conv.kernel],
-                                                 self.target_deps[layer], self.s.magnitude_variant)
-                for layer, conv in enumerate(self.trace.convs)}
+        plans = {}
+        for group in self.model.groups:
+            l1 = sum(clustering.filter_l1(self.init.weights[self.trace.convs[m].kernel])
+                     for m in group.members)
+            plans[group.root] = clustering.magnitude_plan(l1, self.target_deps[group.root],
+                                                          self.s.magnitude_variant)
+        return plans
 
     def run(self):
         common = dict(self.common_settings(), variant=self.s.magnitude_variant)
@@ -191,7 +181,7 @@ class MagnitudePruning(_Stages):
         return self.trained_file
 
     def prune(self):
-        self.log_structure()
+        self.log_structure(self.origin_deps, self.target_deps)
         plans = self.plans()
         save_clusters(self.eqcls_file, plans)
         weights, deps = apply_surgery(self.trace, self.init.weights, plans)
@@ -214,20 +204,23 @@ class MagnitudePruning(_Stages):
 
 
 class CentripetalSGD(_Stages):
-    """`csgd1`: clusters -> C-SGD training -> trimming (one iteration, schedule_vector=[1]); stages
-    `<mode>.clusters`, `<mode>.train` and `<mode>.trim`."""
+    """`csgd1`: per iteration k (the authors' itr_deps), clusters -> C-SGD training -> trimming,
+    each iteration starting from the previous one's trimmed file; stages `<mode>.itr<k>.clusters`,
+    `<mode>.itr<k>.train` and `<mode>.itr<k>.trim`. A channel group is clustered once, by its first
+    layer's (the pacesetter's) kernel, and all its members pull the same channels together."""
 
-    def __init__(self, model, settings, data_dir, init_hdf5, prefix='csgd1', clusters_file=None,
-                 **kwargs):
-        super().__init__(model, settings, data_dir, init_hdf5,
-                         'dc40_%s_important_log.txt' % prefix, **kwargs)
+    def __init__(self, model, settings, data_dir, init_hdf5=None, prefix='csgd1',
+                 clusters_file=None, **kwargs):
+        super().__init__(model, settings, data_dir, init_hdf5, prefix, **kwargs)
         self.clusters_file = clusters_file
-        self.mode = prefix
-        self.prefix = 'dc40_%s_itr0' % prefix
-        self.eqcls_file = self.prefix + '_eqcls.json'
-        self.sted_file = self.prefix + '_sted.hdf5'
-        self.pruned_file = self.prefix + '_prunedweights.hdf5'
-        self.train_dir = self.prefix + '_train'
+        if clusters_file and len(self.targets) > 1:
+            raise UserError('--clusters_file gives the clusters of one iteration; pass one target '
+                            'in --target_deps')
+
+    def files(self, k):
+        prefix = '%s_%s_itr%d' % (self.model.name, self.mode, k)
+        return dict(eqcls=prefix + '_eqcls.json', sted=prefix + '_sted.hdf5',
+                    pruned=prefix + '_prunedweights.hdf5', train_dir=prefix + '_train')
 
     def run(self):
         s = self.s
@@ -236,93 +229,120 @@ class CentripetalSGD(_Stages):
         if self.clusters_file:
             if not os.path.exists(self.clusters_file):
                 raise UserError('--clusters_file %s does not exist' % self.clusters_file)
-            clustering.check_clusters(load_clusters(self.clusters_file), self.origin_deps,
-                                      self.target_deps, self.clusters_file)
+            clustering.check_clusters(load_clusters(self.clusters_file), self.roots,
+                                      self.origin_deps, self.targets[0], self.clusters_file)
             clusters = dict(common, clusters_file=self.clusters_file,
                             clusters_file_sha256=file_digest(self.clusters_file))
         elif s.cluster_method == 'kmeans':
             clusters.update(kmeans_seed=s.kmeans_seed, kmeans_n_init=s.kmeans_n_init)
-        self.run_stages([
-            Stage(self.mode + '.clusters', clusters, self.cluster_stage,
-                  outputs=[self.eqcls_file], inputs=[self.init_hdf5]),
-            Stage(self.mode + '.train', dict(clusters, centri_strength=s.centri_strength,
-                                             **self.train_settings()),
-                  self.train_stage, outputs=[self.sted_file],
-                  inputs=[self.init_hdf5, self.eqcls_file], work_dirs=[self.train_dir]),
-            Stage(self.mode + '.trim', {}, self.trim_stage, outputs=[self.pruned_file],
-                  inputs=[self.sted_file, self.eqcls_file])])
-        return self.pruned_file
+        train = dict(clusters, centri_strength=s.centri_strength,
+                     bn_strength_ratio=s.bn_strength_ratio, **self.train_settings())
+        stages, start, origin = [], self.init_hdf5, self.origin_deps
+        for k, target in enumerate(self.targets):
+            f = self.files(k)
+            it = Iteration(self, k, start, origin, target, f)
+            name = '%s.itr%d.' % (self.mode, k)
+            stages += [
+                Stage(name + 'clusters', clusters, it.cluster_stage, outputs=[f['eqcls']],
+                      inputs=[start]),
+                Stage(name + 'train', train, it.train_stage, outputs=[f['sted']],
+                      inputs=[start, f['eqcls']], work_dirs=[f['train_dir']]),
+                Stage(name + 'trim', {}, it.trim_stage, outputs=[f['pruned']],
+                      inputs=[f['sted'], f['eqcls']])]
+            start, origin = f['pruned'], target
+        self.run_stages(stages)
+        return start
 
-    def clusters(self):
-        """Cluster every conv layer; the eqcls file is re-saved after each layer, so a stopped
-        clustering continues with the next layer."""
-        if self.clusters_file:
-            plans = load_clusters(self.clusters_file)
-            clustering.check_clusters(plans, self.origin_deps, self.target_deps,
-                                      self.clusters_file)
-            save_clusters(self.eqcls_file, plans)
+
+class Iteration:
+    """One C-SGD iteration: from `start` (widths `origin`) to `target`."""
+
+    def __init__(self, method, k, start, origin, target, files):
+        self.m = method
+        self.k = k
+        self.start = start
+        self.origin = tuple(origin)
+        self.target = tuple(target)
+        self.f = files
+        self.trace = method.model.trace(origin)
+
+    def start_file(self):
+        return self.m.init if self.k == 0 else hdf5_io.read_hdf5(self.start)
+
+    def clusters(self, weights):
+        """Cluster every channel group by its first layer's kernel; the clusters file is re-saved
+        after each group, so a stopped clustering continues with the next one."""
+        m = self.m
+        if m.clusters_file:
+            plans = load_clusters(m.clusters_file)
+            save_clusters(self.f['eqcls'], plans)
             return plans
-        plans = self.load_plans(partial=True) if os.path.exists(self.eqcls_file) else {}
-        for layer, conv in enumerate(self.trace.convs):
-            if layer in plans:
+        plans = self.load_plans(partial=True) if os.path.exists(self.f['eqcls']) else {}
+        for root in m.roots:
+            if root in plans:
                 continue
-            kernel, target = self.init.weights[conv.kernel], self.target_deps[layer]
-            if self.s.cluster_method == 'kmeans':
-                plans[layer] = clustering.kmeans_clusters(kernel, target, self.s.kmeans_seed,
-                                                          self.s.kmeans_n_init)
-            elif self.s.cluster_method == 'even':
-                plans[layer] = clustering.even_clusters(conv.out_channels, target)
+            kernel, target = weights[self.trace.convs[root].kernel], self.target[root]
+            if m.s.cluster_method == 'kmeans':
+                plans[root] = clustering.kmeans_clusters(kernel, target, m.s.kmeans_seed,
+                                                         m.s.kmeans_n_init)
+            elif m.s.cluster_method == 'even':
+                plans[root] = clustering.even_clusters(self.origin[root], target)
             else:
-                plans[layer] = clustering.biased_clusters(conv.out_channels, target)
-            save_clusters(self.eqcls_file, plans)
+                plans[root] = clustering.biased_clusters(self.origin[root], target)
+            save_clusters(self.f['eqcls'], plans)
         return plans
 
     def load_plans(self, partial=False):
         """The clusters file, checked against the model's and the target's widths."""
-        plans = load_clusters(self.eqcls_file)
-        clustering.check_clusters(plans, self.origin_deps, self.target_deps, self.eqcls_file,
+        plans = load_clusters(self.f['eqcls'])
+        clustering.check_clusters(plans, self.m.roots, self.origin, self.target, self.f['eqcls'],
                                   partial)
         return plans
 
     def cluster_stage(self):
-        self.log_structure()
-        self.log('CSGD: start itr 0, start from %s, st to %s, cur remain deps %s, next remain '
-                 'deps %s, cur train dir %s' % (self.init_hdf5, self.sted_file,
-                                                list(self.origin_deps), list(self.target_deps),
-                                                self.train_dir))
-        self.log('I use the eqcls of %s' % self.clusters_file if self.clusters_file else
-                 'I calculate eqcls by %s' % self.s.cluster_method)
-        self.clusters()
-        self.eval_and_log(self.init_hdf5, 'eval at itr 0, cur remain deps %s'
-                          % list(self.origin_deps), self.init)
+        m = self.m
+        m.log_structure(self.origin, self.target)
+        m.log('CSGD: start itr %d, start from %s, st to %s, cur remain deps %s, next remain '
+              'deps %s, cur train dir %s' % (self.k, self.start, self.f['sted'], list(self.origin),
+                                             list(self.target), self.f['train_dir']))
+        m.log('I use the eqcls of %s' % m.clusters_file if m.clusters_file else
+              'I calculate eqcls by %s' % m.s.cluster_method)
+        start = self.start_file()
+        self.clusters(start.weights)
+        m.eval_and_log(self.start, 'eval at itr %d, cur remain deps %s'
+                       % (self.k, list(self.origin)), start)
 
     def csgd_trainer(self, plans, bn_plans):
         """The C-SGD Trainer: weight decay only through the handler's decay matrix (the config's
         is 0, so it is applied once), the centripetal merge, the collapse monitor."""
-        handler = CentripetalHandler(self.trace, plans, bn_plans, self.s.weight_decay,
-                                     self.s.centri_strength)
-        trainer = self.trainer(self.origin_deps, self.train_config(weight_decay=0.0),
-                               self.train_dir, self.init.weights, self.init_hdf5,
-                               grad_handler=handler, hooks=[ClusterSpreadHook(handler)])
+        m = self.m
+        handler = CentripetalHandler(self.trace, plans, bn_plans, m.s.weight_decay,
+                                     m.s.centri_strength,
+                                     m.s.bn_strength_ratio * m.s.centri_strength)
+        trainer = m.trainer(self.origin, m.train_config(weight_decay=0.0), self.f['train_dir'],
+                            self.start_file().weights, self.start, grad_handler=handler,
+                            hooks=[ClusterSpreadHook(handler)])
         return trainer, handler
 
     def train_stage(self):
+        m = self.m
         plans = self.load_plans()
         bn_plans = clustering.bn_channel_clusters(self.trace, plans)
         trainer, handler = self.csgd_trainer(plans, bn_plans)
         result = trainer.run()
-        hdf5_io.save_hdf5(self.sted_file, result.weights, self.origin_deps)
-        self.log(handler.summary)
-        self.log('C-SGD train completed. save to: %s' % self.sted_file)
-        self.log('max difference within clusters after C-SGD: %.3g (kernels and BN vectors)'
-                 % cluster_deviation(result.weights, self.trace, plans, bn_plans))
-        self.eval_and_log(self.sted_file, 'eval before trimming at itr 0, cur remain deps %s'
-                          % list(self.origin_deps))
+        hdf5_io.save_hdf5(self.f['sted'], result.weights, self.origin)
+        m.log(handler.summary)
+        m.log('C-SGD train completed. save to: %s' % self.f['sted'])
+        m.log('max difference within clusters after C-SGD: %.3g (kernels and BN vectors)'
+              % cluster_deviation(result.weights, self.trace, plans, bn_plans))
+        m.eval_and_log(self.f['sted'], 'eval before trimming at itr %d, cur remain deps %s'
+                       % (self.k, list(self.origin)))
 
     def trim_stage(self):
-        sted = hdf5_io.read_hdf5(self.sted_file)
+        m = self.m
+        sted = hdf5_io.read_hdf5(self.f['sted'])
         weights, deps = apply_surgery(self.trace, sted.weights, self.load_plans())
-        hdf5_io.save_hdf5(self.pruned_file, weights, deps)
-        self.log('finished trimming at itr 0, save to %s' % self.pruned_file)
-        self.eval_and_log(self.pruned_file, 'eval after trimming at itr 0, cur remain deps %s'
-                          % list(self.target_deps))
+        hdf5_io.save_hdf5(self.f['pruned'], weights, deps)
+        m.log('finished trimming at itr %d, save to %s' % (self.k, self.f['pruned']))
+        m.eval_and_log(self.f['pruned'], 'eval after trimming at itr %d, cur remain deps %s'
+                       % (self.k, list(self.target)))

@@ -1,11 +1,15 @@
-"""C-SGD hyperparameters: `paper` is exactly the original's (plus our base-training recipe, which the
-original did not ship); `smoke` makes train, magnitude1 and csgd1 each finish in minutes on 2 CPU
-cores on the synthetic data set, with a centripetal strength large enough that clusters collapse."""
+"""C-SGD hyperparameters per model, PRESETS[preset][model]: `paper` is exactly the original's for
+`dc40` (plus our base-training recipe, which the original did not ship), the authors' later code's
+for `src56`/`src110`, and for `vc` AOFP's base recipe with dc40's C-SGD schedule; `smoke` makes
+train, magnitude1 and csgd1 each finish in minutes on 2 CPU cores on the synthetic data set, with a
+centripetal strength large enough that clusters collapse."""
 
 import dataclasses
 from typing import Tuple
 
 from tf_benchmarks.models.densenet_model import DC40_ORIGIN_DEPS
+from tf_benchmarks.models.resnet_model import origin_deps
+from tf_benchmarks.models.vc_model import VGG_ORIGIN_DEPS
 
 
 @dataclasses.dataclass
@@ -15,6 +19,7 @@ class CsgdSettings:
     train_epochs: float = 300
     train_lr_values: Tuple[float, ...] = (0.1, 0.01, 0.001)
     train_lr_epoch_fractions: Tuple[float, ...] = (0.5, 0.75)
+    train_warmup_epochs: float = 0
     # magnitude1 finetuning and csgd1 training: 600 epochs, 3e-3 -> 3e-6 at epochs 200/400/500
     batch_size: int = 64
     max_epochs: float = 600
@@ -22,7 +27,8 @@ class CsgdSettings:
     lr_epoch_fractions: Tuple[float, ...] = (1 / 3, 2 / 3, 5 / 6)
     weight_decay: float = 1e-4
     centri_strength: float = 3e-3
-    target_deps: str = '3-3-3'
+    bn_strength_ratio: float = 1.0   # BN gamma/beta strength / centri_strength (dc40: 1, the demo's)
+    target_deps: str = '3-3-3'       # see csgd/targets.py; several, comma-separated: iterations
     cluster_method: str = 'kmeans'
     kmeans_n_init: int = 10
     kmeans_seed: int = 0
@@ -37,12 +43,42 @@ class CsgdSettings:
 
 
 HALF_WIDTH_DC40 = tuple([8] + [6] * 12 + [80] + [6] * 12 + [152] + [6] * 12)
+SMOKE = dict(max_epochs=4, lr_values=(0.01, 0.001, 1e-4, 1e-5),
+             lr_epoch_fractions=(0.6, 0.85, 0.95), centri_strength=10.0, snapshot_steps=0,
+             display_every=20, checkpoint_every=200)
+
+
+def _resnet(n, paper):
+    """The authors' C-SGD ResNet recipe: base LR 0.05 for 600 epochs, x0.1 at 200/400, 5 warm-up
+    epochs; C-SGD LR 0.03 for 600 epochs per iteration, x0.1 at 200/400, eps 3e-3, BN at 0.1 eps,
+    every width x 13/16, then x 11/16, then x 5/8."""
+    common = dict(train_lr_values=(0.05, 0.005, 0.0005), train_lr_epoch_fractions=(1 / 3, 2 / 3),
+                  train_warmup_epochs=5, bn_strength_ratio=0.1)
+    if paper:
+        return CsgdSettings(deps=origin_deps(n), train_epochs=600, lr_values=(0.03, 0.003, 0.0003),
+                            lr_epoch_fractions=(1 / 3, 2 / 3), target_deps='13/16,11/16,5/8',
+                            **common)
+    common.update(train_warmup_epochs=0.5, bn_strength_ratio=1.0)
+    return CsgdSettings(deps=tuple(d // 2 for d in origin_deps(n)), train_epochs=6,
+                        target_deps='5/8', **common, **SMOKE)
+
+
+VC = dict(train_epochs=600, train_lr_values=(0.05, 0.005, 0.0005),
+          train_lr_epoch_fractions=(1 / 3, 2 / 3), target_deps='5/8')
 
 PRESETS = {
-    'paper': CsgdSettings(),
-    'smoke': CsgdSettings(
-        deps=HALF_WIDTH_DC40, train_epochs=6, train_lr_values=(0.1, 0.01, 0.001),
-        max_epochs=4, lr_values=(0.01, 0.001, 1e-4, 1e-5), lr_epoch_fractions=(0.6, 0.85, 0.95),
-        centri_strength=10.0,
-        snapshot_steps=0, display_every=20, checkpoint_every=200),
+    'paper': {
+        'dc40': CsgdSettings(),
+        'vc': CsgdSettings(deps=VGG_ORIGIN_DEPS, bn_strength_ratio=0.1, **VC),
+        'src56': _resnet(9, True),
+        'src110': _resnet(18, True),
+    },
+    'smoke': {
+        'dc40': CsgdSettings(deps=HALF_WIDTH_DC40, train_epochs=6, **SMOKE),
+        'vc': CsgdSettings(deps=(16, 16, 32, 32, 64, 64, 64, 128, 128, 128, 128, 128, 128),
+                           **dict(VC, train_epochs=6, train_lr_values=(0.01, 0.001, 0.0001)),
+                           **SMOKE),
+        'src56': _resnet(9, False),
+        'src110': _resnet(18, False),
+    },
 }

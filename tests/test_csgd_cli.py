@@ -97,7 +97,7 @@ def test_bad_input_gives_one_clear_error(tmp_path, synthetic_dir):
     result = run(['prune'], tmp_path, check=False)
     assert result.returncode == 2 and 'error: unknown mode' in result.stderr
     result = run(['csgd1', '--data_dir', synthetic_dir], tmp_path, check=False)
-    assert result.returncode == 2 and 'run `csgd_standalone.py train` first' in result.stderr
+    assert result.returncode == 2 and 'run `csgd_standalone.py train --model dc40` first' in result.stderr
     hdf5_io.save_hdf5(str(tmp_path / 'vc.hdf5'), {'v0/cg/conv0/conv2d/kernel': np.zeros(3)},
                       deps=[64] * 13)
     result = run(['magnitude1', '--data_dir', synthetic_dir, '--init_hdf5', 'vc.hdf5'], tmp_path,
@@ -119,9 +119,9 @@ def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
         (work, ['csgd1'] + args + ['--centri_strength', '5']),
         (work, ['magnitude1', '--data_dir', synthetic_dir, '--max_epochs', '1', '--magnitude_variant',
                 'clean'] + TARGET + TINY)])
-    expected = ['csgd1.clusters: target_deps was "1-1-1", now "2-1-1"',
-                'csgd1.clusters: cluster_method was "kmeans", now "even"',
-                'csgd1.train: centri_strength was 10.0, now 5.0',
+    expected = ['csgd1.itr0.clusters: target_deps was "1-1-1", now "2-1-1"',
+                'csgd1.itr0.clusters: cluster_method was "kmeans", now "even"',
+                'csgd1.itr0.train: centri_strength was 10.0, now 5.0',
                 'magnitude1.prune: variant was "original", now "clean"']
     for outcome, line in zip(outcomes, expected):
         assert outcome['code'] == 2 and len(error_lines(outcome['stderr'])) == 1

@@ -109,13 +109,13 @@ def test_even_and_biased_clusters():
 
 def test_magnitude_plans_original_quirk_and_clean():
     l1 = np.array([5.0, 0.1, 3.0, 0.2, 4.0, 0.3])
-    kernel = np.ones((1, 1, 1, 6)) * l1
+    assert np.allclose(clustering.filter_l1(np.ones((3, 3, 2, 6)) * l1), 18 * l1)
     # kept: 0, 2, 4 (largest L1); dropped 1, 3, 5 join the first kept filter's cluster
-    assert clustering.magnitude_plan(kernel, 3, 'original') == [[0, 1, 3, 5], [2], [4]]
-    assert clustering.magnitude_plan(kernel, 3, 'clean') == [[0], [2], [4]]
-    kernel = np.ones((1, 1, 1, 4)) * np.array([0.1, 5.0, 0.2, 4.0])
+    assert clustering.magnitude_plan(l1, 3, 'original') == [[0, 1, 3, 5], [2], [4]]
+    assert clustering.magnitude_plan(l1, 3, 'clean') == [[0], [2], [4]]
     # quirk 1: the first cluster is [1, 0, 2] and its smallest index, 0, a dropped filter, survives
-    assert clustering.magnitude_plan(kernel, 2, 'original') == [[1, 0, 2], [3]]
+    assert clustering.magnitude_plan(np.array([0.1, 5.0, 0.2, 4.0]), 2, 'original') == \
+        [[1, 0, 2], [3]]
 
 
 def _original_bn_eqcls_dc40(eqcls, deps):
@@ -147,7 +147,7 @@ def test_bn_clusters_equal_the_originals_construction_on_dc40():
 def test_csgd_training_applies_weight_decay_exactly_once(synthetic_dir, tmp_path):
     """The C-SGD trainer's final gradient of a kernel with singleton clusters is G + eta W (the
     decay matrix's eta, not also the trainer's L2), and the FC kernel's is G."""
-    from csgd.pipeline import CentripetalSGD
+    from csgd.pipeline import CentripetalSGD, Iteration
     from csgd.presets import PRESETS
     from helpers import random_weights
     from tf_benchmarks import hdf5_io
@@ -155,13 +155,15 @@ def test_csgd_training_applies_weight_decay_exactly_once(synthetic_dir, tmp_path
     deps = [4] + [2] * 12 + [28] + [2] * 12 + [52] + [2] * 12
     init = str(tmp_path / 'init.hdf5')
     hdf5_io.save_hdf5(init, random_weights(dc40.trace(deps), 3), deps)
-    settings = dataclasses.replace(PRESETS['smoke'], target_deps='1-1-1', batch_size=8,
+    settings = dataclasses.replace(PRESETS['smoke']['dc40'], target_deps='1-1-1', batch_size=8,
                                    weight_decay=0.05)
     method = CentripetalSGD(dc40, settings, synthetic_dir, init, log=lambda m: None)
+    iteration = Iteration(method, 0, init, method.origin_deps, method.targets[0],
+                          method.files(0))
     plans = {l: clustering.even_clusters(d, t)
-             for l, (d, t) in enumerate(zip(method.origin_deps, method.target_deps))}
-    trainer, handler = method.csgd_trainer(plans, clustering.bn_channel_clusters(method.trace,
-                                                                                   plans))
+             for l, (d, t) in enumerate(zip(method.origin_deps, method.targets[0]))}
+    trainer, handler = iteration.csgd_trainer(plans, clustering.bn_channel_clusters(
+        method.trace, plans))
     names = ['conv0/kernel', 'fc10/kernel']
     with trainer.graph.as_default():
         variables = [trainer.key_variables[n] for n in names]
