@@ -462,6 +462,22 @@ def load_weights(session, variables, weights, source, allow_missing=False, allow
     shapes = {name: tuple(var.shape.as_list()) for name, var in variables.items()}
     assignments, report = hdf5_io.match_weights(shapes, weights)
     hdf5_io.check_report(report, source, allow_missing, allow_unexpected)
-    for name, value in assignments.items():
-        variables[name].load(value, session)
+    loaders = _loaders(session.graph, variables)
+    session.run([loaders[name][1] for name in assignments],
+                {loaders[name][0]: value for name, value in assignments.items()})
     return report
+
+
+def _loaders(graph, variables):
+    """{name: (placeholder, assign op)} for `variables`, made once per graph: one session.run loads
+    every weight (Variable.load would run the graph once per variable)."""
+    cache = graph.get_collection_ref('pruning_weight_loaders')
+    if not cache:
+        cache.append({})
+    loaders = cache[0]
+    with graph.as_default():
+        for name, var in variables.items():
+            if name not in loaders:
+                value = tf.placeholder(var.dtype.base_dtype, var.shape)
+                loaders[name] = (value, tf.assign(var, value))
+    return loaders
