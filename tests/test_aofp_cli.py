@@ -16,6 +16,7 @@ SCRIPT = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 TINY = ['--preset', 'smoke', '--deps', '4,4,8,8,8,8,8,8,8,8,8,8,8']
 PRUNE = ['--preset', 'smoke', '--itr_schedule', '0.25', '--batches_per_half', '4',
          '--finetune_epochs', '0.5', '--search_max_epochs', '20']
+SHORT = ['--search_max_epochs', '6']  # a search that never reaches its target ends at step 60
 
 
 def run(args, cwd, check=True):
@@ -93,7 +94,7 @@ def test_interrupted_prune_resumes_from_its_checkpoint(trained, synthetic_dir, t
     os.symlink(trained / 'vc_scratch_savedweights.hdf5', work / 'vc_scratch_savedweights.hdf5')
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     proc = subprocess.Popen([sys.executable, SCRIPT, 'prune', '--data_dir', synthetic_dir,
-                             '--metric_limit', '0'] + PRUNE, cwd=work, env=env,
+                             '--metric_limit', '0'] + PRUNE + SHORT, cwd=work, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         if line.startswith('step 40/'):
@@ -103,7 +104,8 @@ def test_interrupted_prune_resumes_from_its_checkpoint(trained, synthetic_dir, t
     assert proc.wait(timeout=120) == 130
     assert 'checkpoint saved at step' in output
     assert not (work / 'bds_exps' / 'vc_reproduce_itr0_tunedweights.hdf5').exists()
-    out = run(['prune', '--data_dir', synthetic_dir, '--metric_limit', '0'] + PRUNE, work).stdout
+    out = run(['prune', '--data_dir', synthetic_dir, '--metric_limit', '0'] + PRUNE + SHORT,
+              work).stdout
     resumed = [l for l in out.splitlines() if l.startswith('resumed from')]
     assert resumed and resumed[0].startswith('resumed from bds_exps/vc_reproduce_itr0_train at step')
     assert int(resumed[0].split()[-1]) >= 40

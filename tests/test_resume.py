@@ -25,7 +25,7 @@ AOFP_PRUNE = ['prune', '--deterministic', '--preset', 'smoke', '--itr_schedule',
               '--metric_limit', '10', '--checkpoint_every', '3']
 CSGD_TINY = ['--preset', 'smoke', '--batch_size', '16', '--deps',
              ','.join(map(str, [4] + [2] * 12 + [28] + [2] * 12 + [52] + [2] * 12))]
-CSGD_RUN = ['csgd1', '--deterministic', '--max_epochs', '1.5', '--target_deps', '1-1-1',
+CSGD_RUN = ['csgd1', '--deterministic', '--max_epochs', '1', '--target_deps', '1-1-1',
             '--checkpoint_every', '7'] + CSGD_TINY
 STAMP = re.compile(r'\d{4},[A-Z][a-z]{2},\d{2},\d{2}:\d{2}:\d{2}')
 SEED = int(os.environ.get('KILL_TEST_SEED', random.SystemRandom().randrange(10 ** 6)))
@@ -112,7 +112,7 @@ def test_csgd1_killed_three_times_ends_as_never_killed(tmp_path_factory, synthet
                base)
     outcomes = []
     for name, points in (('reference', []),
-                         ('killed', _points(random.Random(SEED + 1), (3, 40), (1, 3), (1, 1)))):
+                         ('killed', _points(random.Random(SEED + 1), (3, 25), (1, 2), (1, 1)))):
         work = tmp_path_factory.mktemp(name)
         shutil.copy(base / 'dc40_scratch_savedweights.hdf5', work)
         _killed_then_finished([sys.executable, CSGD] + CSGD_RUN + ['--data_dir', synthetic_dir],

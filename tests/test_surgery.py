@@ -101,9 +101,13 @@ def test_trimming_identical_dc40_clusters_changes_no_output():
     assert new_deps == [2] * 39
     assert trimmed['fc10/kernel'].shape == (2 + 12 * 2, 10)
     assert trimmed['stage2/block3/conv1/kernel'].shape == (3, 3, 2 + 3 * 2, 2)
+    assert_same_logits(dc40, deps, weights, new_deps, trimmed)
+
+
+def assert_same_logits(model, deps, weights, new_deps, new_weights):
     images = random_images()
-    full = predict_logits(dc40, deps, weights, images)
-    small = predict_logits(dc40, new_deps, trimmed, images)
+    full = predict_logits(model, deps, weights, images)
+    small = predict_logits(model, new_deps, new_weights, images)
     assert np.abs(full).max() > 1e-2
     np.testing.assert_allclose(small, full, atol=1e-4 * max(1.0, np.abs(full).max()), rtol=0)
 
@@ -128,11 +132,7 @@ def test_trimming_identical_clusters_of_tied_resnet_groups_changes_no_output():
     assert new_deps == [d // 2 for d in deps]
     assert trimmed['v0/cg/conv21/conv2d/kernel'].shape == (3, 3, 4, 4)
     assert trimmed['v0/cg/affine0/dense/kernel'].shape == (8, 10)
-    images = random_images()
-    full = predict_logits(src56, deps, weights, images)
-    small = predict_logits(src56, new_deps, trimmed, images)
-    assert np.abs(full).max() > 1e-2
-    np.testing.assert_allclose(small, full, atol=1e-4 * max(1.0, np.abs(full).max()), rtol=0)
+    assert_same_logits(src56, deps, weights, new_deps, trimmed)
 
 
 def test_tied_layers_cannot_get_different_plans():

@@ -9,6 +9,7 @@ residual stream, so it is in its pacesetter's channel group and must have its wi
 """
 
 STAGE_WIDTHS = (16, 32, 64)
+INIT = 'he_normal_fan_out'  # He et al.'s N(0, 2 / (k*k*C_out)), as ResNets are initialized
 
 
 def origin_deps(n):
@@ -35,17 +36,18 @@ def make_add_inference(n):
         ReLU (block 0 of stages 2 and 3: stride 2, shortcut a 1x1 stride-2 projection + BN);
         global average pool, FC."""
         with cnn.variable_scope('v0/cg'):
-            stream = cnn.conv(deps[0], 3, 3)
+            stream = cnn.conv(deps[0], 3, 3, kernel_initializer=INIT)
             for s, p in enumerate(pacesetters(n)):
                 for b in range(n):
                     stride = 2 if s > 0 and b == 0 else 1
                     shortcut = stream
                     if stride == 2:
                         shortcut = cnn.conv(deps[p], 1, 1, 2, 2, input_layer=stream,
-                                            activation=None)
+                                            activation=None, kernel_initializer=INIT)
                     cnn.conv(deps[p + 1 + 2 * b], 3, 3, stride, stride, input_layer=stream,
-                             mode='SAME_RESNET')
-                    residual = cnn.conv(deps[p + 2 + 2 * b], 3, 3, activation=None)
+                             mode='SAME_RESNET', kernel_initializer=INIT)
+                    residual = cnn.conv(deps[p + 2 + 2 * b], 3, 3, activation=None,
+                                        kernel_initializer=INIT)
                     stream = cnn.relu(cnn.add([shortcut, residual]))
             cnn.spatial_mean()
             return cnn.affine(num_classes, activation='linear')
