@@ -86,7 +86,6 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         if self.search:
             self._pending_conv = [(t, self._positions(seg, self.dropped_filters[t]))
                                   for t, seg in self._targets_in(node.spec)]
-            self._conv_x = x
         return x
 
     def _emit_conv(self, x, kernel, strides, mode):
@@ -123,16 +122,19 @@ class MaskedConvNetBuilder(ConvNetBuilder):
     def _affine_input(self, index, node):
         x = self._masked(node)
         self._affine_shadows = []
-        if self.search:
-            layer = self.trace.affines[index]
-            kernel, bias = self.variables[layer.kernel], self.variables[layer.bias]
-            y = tf.nn.xw_plus_b(x, kernel, bias)
-            for t, seg in self._targets_in(node.spec):
-                positions = self._positions(seg, self.dropped_filters[t])
-                shadow = y - tf.matmul(tf.gather(x, positions, axis=1),
-                                       tf.gather(kernel, positions, axis=0))
-                self._affine_shadows.append((t, shadow))
+        self._pending_affine = [(t, self._positions(seg, self.dropped_filters[t]))
+                                for t, seg in self._targets_in(node.spec)] if self.search else []
         return x
+
+    def _emit_affine(self, x, kernel, bias):
+        """The FC output, and for each pending target the same output without its dropped inputs
+        (by subtraction from this one, as for convolutions)."""
+        y = super()._emit_affine(x, kernel, bias)
+        for t, positions in self._pending_affine:
+            self._affine_shadows.append((t, y - tf.matmul(tf.gather(x, positions, axis=1),
+                                                          tf.gather(kernel, positions, axis=0))))
+        self._pending_affine = []
+        return y
 
     def _after_affine(self, index, node):
         layer = self.trace.affines[index]

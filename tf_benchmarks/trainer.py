@@ -259,8 +259,9 @@ class Trainer:
             raise UserError(cannot_write_message(final, _write_failure(e.message)))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        for old in sorted(self.checkpoints())[:-2]:
-            shutil.rmtree(self.checkpoints()[old], ignore_errors=True)
+        found = self.checkpoints()
+        for old in sorted(found)[:-2]:
+            shutil.rmtree(found[old], ignore_errors=True)
 
     def _find_checkpoint(self):
         """(directory, state) of the newest checkpoint, or None; half-written ones are removed."""
