@@ -2,14 +2,15 @@
 describes: chains (`vc`), concatenations (`dc40`) and residual channel groups (`src56`/`src110`).
 
 Base path: every target layer t (a channel group's root) has a base mask (a [C_t] placeholder, all
-ones by default). It is applied where t's channels are consumed: at the input of every conv and FC
+ones by default; in training, a variable that the search assigns before each step). It is applied where t's channels are consumed: at the input of every conv and FC
 layer whose input holds them (found from the trace's channel provenance, so after any pooling,
 concatenation, BN-ReLU or residual add in between). A masked channel is then exactly a removed one:
 its consumers never see it, which is what the physical pruning does. The loss and the logits use
 only this path.
 
 With `search=True`, each target layer t also gets score paths: the filters fed in
-`dropped_filters[t]` (a random half of its search space) are dropped at the input of each consumer
+`dropped_filters[t]` (a random half of its search space; in training, the nonzero entries of a
+0/1 variable `drop_masks[t]`) are dropped at the input of each consumer
 c, which is recomputed by subtraction, exactly, from the base path's own convolution:
     shadow_c = conv_c(x) - conv_c(x[..., D], W_c[:, :, D, :])    (D: t's dropped channels in x)
 then normalized like c (its BN with the score path's own batch statistics, moving averages not
@@ -29,12 +30,15 @@ _TINY = 1e-12
 class MaskedConvNetBuilder(ConvNetBuilder):
     """ConvNetBuilder with AOFP masks on `target_layers` and, when `search`, score paths + metrics."""
 
-    def __init__(self, images, phase_train, target_layers, search=False, **kwargs):
+    def __init__(self, images, phase_train, target_layers, search=False, mask_variables=False,
+                 **kwargs):
         super().__init__(images, phase_train, **kwargs)
         self.target_layers = frozenset(target_layers)
         self.search = search
-        self.base_masks = {}       # layer -> [C] float placeholder
-        self.dropped_filters = {}  # layer -> [k] int32 placeholder (search only)
+        self.mask_variables = mask_variables
+        self.base_masks = {}       # layer -> [C] float tensor (placeholder, or a variable's value)
+        self.dropped_filters = {}  # layer -> [k] int32 tensor (search only)
+        self.variables_of_masks = {}  # layer -> (base mask, drop mask) variables (mask_variables)
         self._errors = {}          # layer -> [relative error at each consumer]
         self._shadows = []         # (target, shadow pre-BN output) of the conv being built
         self._metrics = None
@@ -112,11 +116,21 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         self._shadows = []
         if index in self.target_layers:
             width = node.channels
-            self.base_masks[index] = tf.placeholder_with_default(
-                tf.ones([width]), [width], name='base_mask%d' % index)
-            if self.search:
-                self.dropped_filters[index] = tf.placeholder_with_default(
-                    tf.zeros([0], tf.int32), [None], name='dropped_filters%d' % index)
+            if self.mask_variables:  # per-step state in variables: the same on every replica
+                base = tf.get_variable('base_mask%d' % index, [width], tf.float32,
+                                       tf.ones_initializer(), trainable=False)
+                drop = tf.get_variable('drop_mask%d' % index, [width], tf.float32,
+                                       tf.zeros_initializer(), trainable=False)
+                self.variables_of_masks[index] = (base, drop)
+                self.base_masks[index] = tf.identity(base)
+                if self.search:
+                    self.dropped_filters[index] = tf.cast(tf.where(drop > 0)[:, 0], tf.int32)
+            else:
+                self.base_masks[index] = tf.placeholder_with_default(
+                    tf.ones([width]), [width], name='base_mask%d' % index)
+                if self.search:
+                    self.dropped_filters[index] = tf.placeholder_with_default(
+                        tf.zeros([0], tf.int32), [None], name='dropped_filters%d' % index)
         return node
 
     def _affine_input(self, index, node):

@@ -11,7 +11,7 @@ import numpy as np
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
-from tf_benchmarks import flops, hdf5_io, input_pipeline, records
+from tf_benchmarks import flops, hdf5_io, input_pipeline, records, workers
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import LogBook, cur_time, log_important
@@ -80,8 +80,10 @@ def record_line(model_name, path, result, comment=None, loss_decimals=8):
 
 
 def masked_builder_factory(target_layers, search=False):
+    """Builders for evaluation (masks fed as placeholders) or, with `search`, for the search's
+    training, where the masks are variables that SearchHook assigns before every step."""
     return lambda images, phase_train, **options: MaskedConvNetBuilder(
-        images, phase_train, target_layers, search=search, **options)
+        images, phase_train, target_layers, search=search, mask_variables=search, **options)
 
 
 def evaluate_weights(model, weight_file, data_dir, batch_size, source):
@@ -244,6 +246,8 @@ class AofpPruning:
                           log=self.log, init_source=start_file, partial_init=self.partial_start,
                           logs=self.logs)
         result = trainer.run()
+        if not workers.writes_files():  # another worker's part ends with the training
+            return
         if not search.terminated:
             hook.log('search stopped after %d steps at %.1f%% of FLOPs removed, short of the '
                      'target %.0f%% (raise --search_max_epochs or --metric_limit)'
@@ -264,6 +268,8 @@ class AofpPruning:
         result = Trainer(self.model, pruned_file.deps, self.data_dir, config, self.prefix(k) + '_ft',
                          init_weights=pruned_file.weights, log=self.log, init_source=pruned,
                          logs=self.logs).run()
+        if not workers.writes_files():  # another worker's part ends with the training
+            return
         hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps)
         self._log_eval(fted, hdf5_io.read_hdf5(fted), 8)
 

@@ -1,7 +1,11 @@
-"""Runs the AOFP search inside training: feeds each step's masks to the masked graph, hands the
-fetched metrics to the state machine, logs its decisions and saves masks with snapshots."""
+"""Runs the AOFP search inside training: assigns each step's masks to the masked graph's mask
+variables, hands the metrics (averaged over the replicas) to the state machine, logs its decisions
+and saves masks with snapshots. One random draw and one decision per step, however many replicas."""
+
+import numpy as np
 
 from tf_benchmarks.logs import log_important
+from tf_benchmarks.session import tf
 from tf_benchmarks.trainer import TrainHook
 
 
@@ -17,26 +21,33 @@ class SearchHook(TrainHook):
     def log(self, message):
         log_important(message, self.log_file)
 
+    def replica_outputs(self, builder):
+        return [builder.metrics[i] for i in self.target_layers]
+
     def begin(self, trainer):
+        """Assign ops for the mask variables (every copy of them, under a strategy)."""
         self.trainer = trainer
-        builder = trainer.builder
-        self.base_masks = [builder.base_masks[i] for i in self.target_layers]
-        self.dropped = [builder.dropped_filters[i] for i in self.target_layers]
-        self.metrics = [builder.metrics[i] for i in self.target_layers]
+        self.values, assigns = [], []
+        for i in self.target_layers:
+            for var in trainer.builder.variables_of_masks[i]:
+                value = tf.placeholder(tf.float32, var.shape)
+                self.values.append(value)
+                assigns.append(var.assign(value))
+        self.assign = tf.group(*assigns)
 
     def after_create_session(self, session, step):
         self.session = session
 
     def before_step(self, step):
         feed = {}
-        for base, dropped, (mask, drop) in zip(self.base_masks, self.dropped,
-                                               self.search.step_masks()):
-            feed[base] = mask
-            feed[dropped] = drop
-        return feed
-
-    def fetches(self):
-        return self.metrics
+        values = iter(self.values)
+        for (mask, drop), layer in zip(self.search.step_masks(), self.target_layers):
+            feed[next(values)] = mask
+            dropped = np.zeros(len(mask), np.float32)
+            dropped[drop] = 1.0
+            feed[next(values)] = dropped
+        self.session.run(self.assign, feed)
+        return {}
 
     def after_step(self, step, values):
         moves_before = self.search.num_moves

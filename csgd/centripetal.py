@@ -14,6 +14,7 @@ no L2); BN gamma/beta get the same rule with eta = 0; the FC kernel gets no deca
 import numpy as np
 
 from tf_benchmarks.session import tf
+from tf_benchmarks.convnet_builder import variable_name
 from tf_benchmarks.trainer import TrainHook
 
 
@@ -77,7 +78,7 @@ class CentripetalHandler:
         or the run would silently be plain SGD for it."""
         out, done = [], set()
         for grad, var in grads_and_vars:
-            name = var.op.name
+            name = variable_name(var)
             if grad is not None and name in self.kernels:
                 grad = _apply(grad, var, self.kernels[name], self.weight_decay, self.strength)
                 done.add(name)

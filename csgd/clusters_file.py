@@ -14,6 +14,7 @@ import pickle
 import numpy as np
 from numpy.lib import format as npy_format
 
+from tf_benchmarks import workers
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.hdf5_io import atomic_path
 from tf_benchmarks.safe_pickle import RefusedGlobal, safe_load
@@ -35,6 +36,8 @@ def save_clusters(path, plans):
     """Write plans {layer: [[filter indices], ...]} as JSON to `path` (temporary name, then rename);
     plans that are not such a dict raise ValueError."""
     plans = _normalize(plans)
+    if not workers.writes_files():  # a non-chief worker reads the chief's file
+        return
     body = ',\n'.join('  "%d": %s' % (layer, json.dumps(clusters))
                       for layer, clusters in sorted(plans.items()))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -8,7 +8,7 @@ from csgd import clustering
 from csgd.clusters_file import load_clusters, save_clusters
 from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_deviation
 from csgd.targets import parse_target_deps
-from tf_benchmarks import flops, hdf5_io, input_pipeline, records
+from tf_benchmarks import flops, hdf5_io, input_pipeline, records, workers
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import LogBook, cur_time, log_important
@@ -198,6 +198,8 @@ class MagnitudePruning(_Stages):
                                    augmentation=clean, shuffle=clean)
         result = self.trainer(pruned.deps, config, self.train_dir, pruned.weights,
                               self.pruned_file).run()
+        if not workers.writes_files():  # another worker's part ends with the training
+            return
         hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps)
         self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
         self.eval_and_log(self.trained_file, 'eval after finetuning')
@@ -330,6 +332,8 @@ class Iteration:
         bn_plans = clustering.bn_channel_clusters(self.trace, plans)
         trainer, handler = self.csgd_trainer(plans, bn_plans)
         result = trainer.run()
+        if not workers.writes_files():  # another worker's part ends with the training
+            return
         hdf5_io.save_hdf5(self.f['sted'], result.weights, self.origin)
         m.log(handler.summary)
         m.log('C-SGD train completed. save to: %s' % self.f['sted'])

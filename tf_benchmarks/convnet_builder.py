@@ -16,21 +16,32 @@ _INITIALIZERS = {
 }
 
 
+def variable_name(var):
+    """A variable's name without ':0' ('conv0/kernel'), the same for every copy a tf.distribute
+    strategy makes of it."""
+    return var.name.rsplit(':', 1)[0]
+
+
 class ConvNetBuilder(NetworkBuilder):
     """Builds the graph of a model's builder calls; `phase_train` selects batch/moving statistics.
 
     In training mode each BN adds its two moving-average assigns (decay `bn_decay`,
-    zero_debias=False) to `self.update_ops` (also to the UPDATE_OPS collection). With
+    zero_debias=False) to `self.update_ops` (also to the UPDATE_OPS collection); with
+    `moving_average_updates=False` it only lists (moving variable, batch value, decay) in
+    `self.batch_statistics`, for a trainer that averages them over replicas first. With
     `conv_dtype=tf.bfloat16` the convolutions compute in bfloat16 (inputs and kernels cast, outputs
     cast back); variables, activations, BN, pooling, FC layers and logits stay float32, because the
     CPU's bfloat16 batch norm and element-wise kernels are slower than the float32 ones.
     """
 
-    def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, conv_dtype=tf.float32):
+    def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, conv_dtype=tf.float32,
+                 moving_average_updates=True):
         shape = images.shape.as_list()[1:]
         super().__init__(images, tuple(shape), phase_train, bn_decay, bn_epsilon)
         self.conv_dtype = conv_dtype
+        self.moving_average_updates = moving_average_updates
         self.update_ops = []
+        self.batch_statistics = []
         self.variables = {}  # full name -> tf.Variable, for layers that reuse them
 
     def _emit_scope(self, name, reuse):
@@ -39,9 +50,9 @@ class ConvNetBuilder(NetworkBuilder):
     def _emit_variable(self, name, full_name, shape, initializer, trainable):
         var = tf.get_variable(name, shape, tf.float32, initializer=_INITIALIZERS[initializer](),
                               trainable=trainable)
-        if var.op.name != full_name:
+        if variable_name(var) != full_name:
             raise ValueError('variable %s was created as %s: build the model inside the builder\'s '
-                             'own variable_scope calls' % (full_name, var.op.name))
+                             'own variable_scope calls' % (full_name, variable_name(var)))
         self.variables[full_name] = var
         return var
 
@@ -70,6 +81,9 @@ class ConvNetBuilder(NetworkBuilder):
             y, batch_mean, batch_var = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
                                                               is_training=True)
             for var, value in ((mean, batch_mean), (variance, batch_var)):
+                self.batch_statistics.append((var, value, decay))
+                if not self.moving_average_updates:
+                    continue
                 op = moving_averages.assign_moving_average(var, value, decay, zero_debias=False)
                 self.update_ops.append(op)
                 tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, op)

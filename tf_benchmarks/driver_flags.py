@@ -5,6 +5,7 @@ import dataclasses
 
 from absl import flags
 
+from tf_benchmarks import replicas
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.records import DATA_DIR_ENV, default_data_dir
 
@@ -32,6 +33,15 @@ def define_common_flags(presets, default_model):
                         'itr0.search) and every stage after it, with the settings given now.')
     flags.DEFINE_bool('deterministic', False, 'TensorFlow op determinism: a run stopped and '
                       'resumed ends with the same bytes as one never stopped.')
+    flags.DEFINE_enum('strategy', 'default', ['default', 'mirrored', 'multi_worker'],
+                      'default: one device; mirrored: the GPUs of this machine (without GPUs, '
+                      '--num_devices logical CPU devices); multi_worker: the machines TF_CONFIG '
+                      'names, each running the same command in one shared working directory. The '
+                      'global batch (--batch_size) is split over the replicas.')
+    flags.DEFINE_integer('num_devices', None, 'Devices of --strategy mirrored (default: every GPU, '
+                         'or 2 logical CPU devices without GPUs).')
+    flags.DEFINE_float('worker_timeout', 600.0, 'multi_worker: seconds a step may wait for the '
+                       'other workers before the run stops with an error.')
     flags.DEFINE_bool('allow_partial_start', False, 'Start training from a weights file whose '
                       'entries do not all match the model (the missing ones keep their random '
                       'initialization); without it such a file is refused.')
@@ -58,7 +68,21 @@ def apply_common_flags(presets):
         tf2.config.experimental.enable_op_determinism()
     if FLAGS.deps:
         settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
+    configure_replicas()
     return settings
+
+
+def configure_replicas():
+    """The process's tf.distribute strategy from --strategy, --num_devices and TF_CONFIG."""
+    if FLAGS.worker_timeout <= 0:
+        raise UserError('--worker_timeout must be positive, got %g' % FLAGS.worker_timeout)
+    r = replicas.configure(FLAGS.strategy, FLAGS.num_devices, FLAGS.worker_timeout)
+    if r.kind != 'default':
+        print('strategy %s: %s' % (r.kind, r.describe()))
+    if r.multi_worker:
+        print('worker %d: TensorFlow\'s server for this worker listens on port %s of every network '
+              'interface and is unauthenticated; keep the cluster on a trusted network (README, '
+              'Security)' % (r.worker_index, r.server.target.rsplit(':', 1)[-1]))
 
 
 def override_from_flags(settings, names, positive=()):

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import h5py
 import numpy as np
 
+from tf_benchmarks import workers
 from tf_benchmarks.errors import UserError
 
 DEPS_KEY = 'deps'
@@ -58,7 +59,10 @@ def atomic_path(path):
 
 
 def save_hdf5(path, weights, deps=None, masks=None):
-    """Write weights (name -> array) plus optional deps and masks; temporary name, then rename."""
+    """Write weights (name -> array) plus optional deps and masks; temporary name, then rename.
+    Not on the non-chief workers of a multi-worker run (they write nothing)."""
+    if not workers.writes_files():
+        return
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = atomic_path(path)

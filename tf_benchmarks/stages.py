@@ -11,6 +11,10 @@ Resume order, on every run of a command:
   3. every finished stage's outputs must still have their recorded digests;
   4. stages run in order; a finished one is skipped, an unfinished one resumes (its trainer from its
      last checkpoint, with the logs cut back to that checkpoint or to the stage's start).
+
+In a multi-worker run the chief (worker 0) does all of this; every other worker follows it: at each
+stage, after a barrier, it reads the chief's record and takes part in the stage's training unless the
+record says the stage is done, and it writes nothing.
 """
 
 import dataclasses
@@ -22,6 +26,7 @@ import sys
 import time
 from typing import Callable, Dict, List
 
+from tf_benchmarks import workers
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.faults import crash_point
 from tf_benchmarks.logs import LogBook
@@ -60,6 +65,8 @@ class Stage:
 
 
 def write_json_atomically(path, data):
+    if not workers.writes_files():
+        return
     tmp = '%s.tmp-%d' % (path, os.getpid())
     with open(tmp, 'w') as f:
         json.dump(data, f, indent=1)
@@ -162,6 +169,8 @@ class StageRunner:
 
     # -- running ----------------------------------------------------------------------------------
     def run(self):
+        if not workers.writes_files():
+            return self._follow()
         record = self.read_record()
         planned = [s.name for s in self.stages]
         if self.restart_from is not None and self.restart_from not in planned + list(
@@ -183,6 +192,7 @@ class StageRunner:
         record['commands'].append({'argv': self.argv, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')})
         self._write(record)
         for stage in self.stages:
+            workers.barrier()  # the other workers have read the record up to here
             entry = record['stages'].get(stage.name)
             if entry and entry.get('status') == 'done':
                 self.log('stage %s already done (%s)' % (stage.name, ', '.join(entry['outputs'])
@@ -206,4 +216,18 @@ class StageRunner:
             entry['wall_s'] = round(entry.get('wall_s', 0) + time.time() - start, 1)
             self._write(record)
             crash_point('between_stages')
+        workers.barrier()
         return record
+
+    def _follow(self):
+        """A non-chief worker: the chief's stages, in step with it. Only stages that train (those
+        with work_dirs) need this worker; the others (surgery, clustering) are the chief's alone, and
+        their files are in the shared working directory before the next barrier."""
+        for stage in self.stages:
+            workers.barrier()
+            entry = self.read_record()['stages'].get(stage.name)
+            if stage.work_dirs and not (entry and entry.get('status') == 'done'):
+                self.log('worker: stage %s' % stage.name)
+                stage.run()
+        workers.barrier()
+        return None

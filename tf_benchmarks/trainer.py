@@ -4,6 +4,7 @@ rewrite the (gradient, variable) list, BN moving averages, TensorBoard summaries
 checkpoints that resume, and hdf5 snapshots in the originals' format."""
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -13,11 +14,12 @@ import time
 from typing import Callable, Sequence
 
 import numpy as np
+from tensorflow.python.training import moving_averages
 
 from tf_benchmarks import session as tf_session
 from tf_benchmarks.session import tf
-from tf_benchmarks import hdf5_io, input_pipeline
-from tf_benchmarks.convnet_builder import ConvNetBuilder
+from tf_benchmarks import hdf5_io, input_pipeline, replicas, workers
+from tf_benchmarks.convnet_builder import ConvNetBuilder, variable_name
 from tf_benchmarks.errors import UserError, cannot_write_message
 from tf_benchmarks.faults import crash_point
 from tf_benchmarks.logs import LogBook, ProgressMeter
@@ -70,16 +72,24 @@ class TrainHook:
     def after_create_session(self, session, step):
         """Variables are initialized or restored; `step` is the global step."""
 
+    def replica_outputs(self, builder):
+        """Called inside the replica step with that replica's builder: a list of scalar tensors
+        (e.g. AOFP's metrics) to average over the replicas and fetch with every step, in place of
+        `fetches()`; None for none."""
+        return None
+
     def before_step(self, step):
-        """Extra feed_dict entries for this step."""
+        """Set this step's per-step state (e.g. assign AOFP's mask variables); may return extra
+        feed_dict entries for the step."""
         return {}
 
     def fetches(self):
-        """Extra tensors fetched with every training step."""
+        """Extra tensors fetched with every training step (hooks without replica outputs)."""
         return {}
 
     def after_step(self, step, values):
-        """Called with the fetched extra values; return True to end training after this step."""
+        """Called with the fetched extra values (the averaged replica outputs, or `fetches()`);
+        return True to end training after this step."""
         return False
 
     def finished(self):
@@ -122,11 +132,30 @@ def learning_rate(global_step, config):
     return lr
 
 
+_name = variable_name
+
+
+def _nesterov_update(var, grad, accum, lr, momentum):
+    """The MomentumOptimizer(use_nesterov=True) update of one variable (one copy, under a
+    strategy): accum = momentum * accum + grad; var -= lr * (grad + momentum * accum)."""
+    dtype = var.dtype.base_dtype
+    lr, momentum = tf.cast(lr, dtype), tf.cast(tf.convert_to_tensor(momentum), dtype)
+    if var.dtype == dtype:  # a resource variable: the strategies' copies
+        return tf.raw_ops.ResourceApplyMomentum(var=var.handle, accum=accum.handle, lr=lr,
+                                                grad=grad, momentum=momentum, use_nesterov=True)
+    return tf.raw_ops.ApplyMomentum(var=var, accum=accum, lr=lr, grad=grad, momentum=momentum,
+                                    use_nesterov=True).op
+
+
+def _moving_average_update(var, value, decay):
+    return moving_averages.assign_moving_average(var, value, decay, zero_debias=False)
+
+
 def double_keyword_gradients(grads_and_vars, keywords):
     """Caffe-style lr_mult 2: double the gradient of variables whose name contains a keyword."""
     out = []
     for grad, var in grads_and_vars:
-        if grad is not None and any(k in var.op.name for k in keywords):
+        if grad is not None and any(k in variable_name(var) for k in keywords):
             grad = 2.0 * grad
         out.append((grad, var))
     return out
@@ -146,9 +175,11 @@ class Trainer:
     `batches(batch_size, augmentation, shuffle, seed)` and `initialize(session, step)` (see
     input_pipeline). `init_weights` (name -> array, read from `init_source`) initialize the key
     variables unless `train_dir` holds a checkpoint to resume from; they must match the model
-    exactly unless `partial_init`. `logs` is the run's LogBook, rewound on resume. `grad_handler(grads_and_vars) -> grads_and_vars` runs after gradient doubling and
-    before `apply_gradients`. `builder_factory(images, phase_train, conv_dtype)` returns the
-    ConvNetBuilder.
+    exactly unless `partial_init`. `logs` is the run's LogBook, rewound on resume.
+    `grad_handler(grads_and_vars) -> grads_and_vars` runs on the replica-averaged gradients after
+    L2 and gradient doubling, before the momentum update. `builder_factory(images, phase_train,
+    conv_dtype, moving_average_updates)` returns the ConvNetBuilder. The process's `replicas`
+    decide the devices; only the chief writes checkpoints, snapshots and summaries.
     """
 
     def __init__(self, model, deps, data, config, train_dir, init_weights=None, hooks=(),
@@ -179,8 +210,9 @@ class Trainer:
             self.logs.rewind(self._checkpoint[1]['logs'])
         else:
             self.logs.rewind_to_stage_start()
+        self.replicas = replicas.current()
         self.graph = tf.Graph()
-        with self.graph.as_default():
+        with self.graph.as_default(), self.replicas.scope():
             self._build()
             for hook in self.hooks:
                 hook.begin(self)
@@ -189,40 +221,110 @@ class Trainer:
             self.init_op = tf.global_variables_initializer()
 
     # -- graph ----------------------------------------------------------------------------------
+    # One step is the replica step (below: a slice of the global batch -> loss, gradients, metrics,
+    # batch statistics, all averaged over the replicas) followed by the update, which runs once per
+    # copy of the variables on the averaged values: the gradient transforms in a fixed order (L2,
+    # keyword doubling, the grad_handler, e.g. C-SGD's merge), Nesterov momentum, the BN moving
+    # averages, the global step. On one device the strategy is TensorFlow's default one.
     def _build(self):
         c = self.config
         tf.set_random_seed(c.seed)
+        strategy = self.replicas.strategy
+        self.per_replica_batch = self.replicas.per_replica_batch(c.batch_size)
         self.images, self.labels = self.data.batches(c.batch_size, c.augmentation, c.shuffle, c.seed)
-        conv_dtype = tf.bfloat16 if c.precision == 'bf16' else tf.float32
-        self.builder = self.builder_factory(self.images, phase_train=True, conv_dtype=conv_dtype)
-        self.logits = self.model.build(self.builder, self.deps).tensor
-        self.trace = self.builder.trace
-        self.cross_entropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=self.labels, logits=self.logits))
-        trainable = tf.trainable_variables()
-        l2_vars = [v for v in trainable if c.l2_filter(v.op.name, v.shape.as_list())]
-        # L2 as in the loss, wd * sum(l2_loss(v)), but added to the gradients directly (the same
-        # gradient, wd * v) so the penalty itself is only computed for the summaries.
-        self.l2_penalty = (c.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in l2_vars])
-                           if c.weight_decay and l2_vars else tf.constant(0.0))
-        self.loss = self.cross_entropy + self.l2_penalty
         self.global_step = tf.train.get_or_create_global_step()
         self.learning_rate = learning_rate(self.global_step, c)
-        optimizer = tf.train.MomentumOptimizer(self.learning_rate, c.momentum, use_nesterov=True)
-        grads_and_vars = optimizer.compute_gradients(self.cross_entropy, var_list=trainable)
-        decayed = {v.op.name for v in l2_vars} if c.weight_decay else set()
-        grads_and_vars = [(g + c.weight_decay * v if v.op.name in decayed and g is not None else g,
-                           v) for g, v in grads_and_vars]
-        grads_and_vars = double_keyword_gradients(grads_and_vars, c.double_gradient_keywords)
-        if self.grad_handler is not None:
-            grads_and_vars = self.grad_handler(grads_and_vars)
-        apply = optimizer.apply_gradients(grads_and_vars, global_step=self.global_step)
-        self.train_op = tf.group(apply, *self.builder.update_ops)
-        self.top1 = tf.reduce_mean(tf.cast(tf.nn.in_top_k(self.logits, self.labels, 1), tf.float32))
+        self._builders = []
+        out = strategy.run(self._replica_step, args=(self.images, self.labels))
+        builder = self.builder = self._builders[0]
+        self.trace = builder.trace
+        hook_sizes = [len(h) for h in out['hooks']]
+        values = [out['loss'], out['top1']] + out['grads'] + out['statistics'] + \
+            [t for h in out['hooks'] for t in h]
+        if self.replicas.num_replicas > 1:  # the mean over the replicas, on every replica
+            values = strategy.extended.batch_reduce_to(
+                tf.distribute.ReduceOp.MEAN, [(v, v) for v in values])
+        n_grads, n_stats = len(out['grads']), len(out['statistics'])
+        grads = values[2:2 + n_grads]
+        statistics = values[2 + n_grads:2 + n_grads + n_stats]
+        rest = values[2 + n_grads + n_stats:]
+        # Averaged values are the same on every replica: fetch this worker's first copy.
+        first = lambda value: strategy.experimental_local_results(value)[0]  # noqa: E731
+        self.cross_entropy, self.top1 = first(values[0]), first(values[1])
+        self.l2_penalty = first(out['l2'])
+        self.loss = self.cross_entropy + self.l2_penalty
+        self.hook_outputs = []
+        for size in hook_sizes:
+            self.hook_outputs.append([first(t) for t in rest[:size]])
+            rest = rest[size:]
+        grads = strategy.run(self._transform_gradients, args=(grads,))
+        variables = {_name(v): v for v in tf.global_variables()}
+        momentum_slots = {n: tf.get_variable(n + '/Momentum', variables[n].shape, tf.float32,
+                                             initializer=tf.zeros_initializer(), trainable=False)
+                          for n in self._trainable_names}
+        lr = tf.convert_to_tensor(self.learning_rate)
+        updates = []
+        for name, grad in zip(self._trainable_names, grads):
+            updates.append(strategy.extended.update(
+                variables[name], _nesterov_update, args=(grad, momentum_slots[name], lr, c.momentum),
+                group=True))
+        for (name, decay), value in zip(self._moving_statistics, statistics):
+            updates.append(strategy.extended.update(variables[name], _moving_average_update,
+                                                    args=(value, decay), group=True))
+        with tf.control_dependencies(updates):
+            self.train_op = tf.group(self.global_step.assign_add(1))
         self.key_variables = key_variables(self.trace)
+        _loaders(tf.get_default_graph(), self.key_variables)  # assign ops for the strategy's copies
         for name, tensor in (('loss', self.cross_entropy), ('total_loss', self.loss),
                              ('top1', self.top1), ('learning_rate', self.learning_rate)):
             tf.summary.scalar(name, tensor)
+
+    def _replica_step(self, images, labels):
+        """One replica's part of a step: its slice of the global batch through the model -> loss,
+        top-1, L2 penalty, raw gradients, BN batch statistics and the hooks' outputs (averaged over
+        the replicas by `_build`)."""
+        c = self.config
+        context = tf.distribute.get_replica_context()
+        start = context.replica_id_in_sync_group * self.per_replica_batch
+        images = images[start:start + self.per_replica_batch]
+        labels = labels[start:start + self.per_replica_batch]
+        conv_dtype = tf.bfloat16 if c.precision == 'bf16' else tf.float32
+        builder = self.builder_factory(images, phase_train=True, conv_dtype=conv_dtype,
+                                       moving_average_updates=False)
+        self._builders.append(builder)
+        logits = self.model.build(builder, self.deps).tensor
+        cross_entropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=labels, logits=logits))
+        top1 = tf.reduce_mean(tf.cast(tf.nn.in_top_k(logits, labels, 1), tf.float32))
+        trainable = tf.trainable_variables()
+        l2_vars = [v for v in trainable if c.l2_filter(_name(v), v.shape.as_list())]
+        # L2 as in the loss, wd * sum(l2_loss(v)), but added to the gradients directly (the same
+        # gradient, wd * v, in _transform_gradients) so the penalty is only computed for summaries.
+        l2 = (c.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in l2_vars])
+              if c.weight_decay and l2_vars else tf.constant(0.0))
+        grads = tf.gradients(cross_entropy, trainable, gate_gradients=True)
+        kept = [(g, v) for g, v in zip(grads, trainable) if g is not None]
+        self._trainable_names = [_name(v) for _, v in kept]
+        self._decayed = {_name(v) for v in l2_vars} if c.weight_decay else set()
+        self._moving_statistics = [(_name(var), decay)
+                                   for var, _, decay in builder.batch_statistics]
+        hooks = [hook.replica_outputs(builder) for hook in self.hooks]
+        self._hook_has_outputs = [out is not None for out in hooks]
+        return {'loss': cross_entropy, 'top1': top1, 'l2': l2, 'grads': [g for g, _ in kept],
+                'statistics': [value for _, value, _ in builder.batch_statistics],
+                'hooks': [list(out or ()) for out in hooks]}
+
+    def _transform_gradients(self, grads):
+        """The gradient transforms, on each replica's copy of the averaged gradients (so they act
+        once on the mean, never per replica): L2 (wd * v), keyword doubling, the grad_handler."""
+        c = self.config
+        variables = {_name(v): v for v in tf.trainable_variables()}
+        grads_and_vars = [(g + c.weight_decay * variables[n] if n in self._decayed else g,
+                           variables[n]) for g, n in zip(grads, self._trainable_names)]
+        grads_and_vars = double_keyword_gradients(grads_and_vars, c.double_gradient_keywords)
+        if self.grad_handler is not None:
+            grads_and_vars = self.grad_handler(grads_and_vars)
+        return [g for g, _ in grads_and_vars]
 
     # -- checkpoints ----------------------------------------------------------------------------
     # A checkpoint is one directory, ckpt-<step>/, holding the TF variables (weights, optimizer
@@ -241,7 +343,7 @@ class Trainer:
 
     def save_checkpoint(self, session, step):
         final = os.path.join(self.train_dir, 'ckpt-%d' % step)
-        if os.path.isdir(final):
+        if os.path.isdir(final) or not workers.writes_files():
             return
         tmp = os.path.join(self.train_dir, '.ckpt-%d.tmp-%d' % (step, os.getpid()))
         shutil.rmtree(tmp, ignore_errors=True)
@@ -265,7 +367,7 @@ class Trainer:
 
     def _find_checkpoint(self):
         """(directory, state) of the newest checkpoint, or None; half-written ones are removed."""
-        if os.path.isdir(self.train_dir):
+        if os.path.isdir(self.train_dir) and workers.writes_files():
             for name in os.listdir(self.train_dir):
                 if name.startswith('.ckpt-'):
                     shutil.rmtree(os.path.join(self.train_dir, name), ignore_errors=True)
@@ -309,6 +411,8 @@ class Trainer:
 
     def add_scalars(self, step, values):
         """Write Python-side scalars {tag: value} to the run's TensorBoard events."""
+        if self.writer is None:
+            return
         summary = tf.Summary(value=[tf.Summary.Value(tag=k, simple_value=float(v))
                                     for k, v in values.items()])
         self.writer.add_summary(summary, step)
@@ -318,6 +422,8 @@ class Trainer:
 
     def snapshot(self, session, step):
         """Write ckpt_step_<step>.hdf5 (key variables, deps and any hook masks) in train_dir."""
+        if not workers.writes_files():
+            return
         masks = {}
         for hook in self.hooks:
             masks.update(hook.masks() or {})
@@ -327,9 +433,12 @@ class Trainer:
     # -- loop -----------------------------------------------------------------------------------
     def run(self):
         c = self.config
-        os.makedirs(self.train_dir, exist_ok=True)
-        config = tf_session.session_config(c.intra_threads, c.inter_threads)
-        with tf.Session(graph=self.graph, config=config) as sess:
+        chief = workers.writes_files()
+        if chief:
+            os.makedirs(self.train_dir, exist_ok=True)
+        config = self.replicas.session_config(
+            tf_session.session_config(c.intra_threads, c.inter_threads))
+        with tf.Session(self.replicas.target, graph=self.graph, config=config) as sess:
             step = self._restore(sess)
             sess.run(tf.local_variables_initializer())
             if step is None:
@@ -345,7 +454,8 @@ class Trainer:
             self.data.initialize(sess, step)
             for hook in self.hooks:
                 hook.after_create_session(sess, step)
-            writer = self.writer = tf.summary.FileWriter(self.train_dir, self.graph)
+            writer = self.writer = (tf.summary.FileWriter(self.train_dir, self.graph) if chief
+                                    else None)
             try:
                 with _signals_between_steps() as signals:
                     step, stopped = self._loop(sess, step, writer, signals)
@@ -353,10 +463,19 @@ class Trainer:
                 raise UserError('corrupt training record in %s (%s); re-create the data with '
                                 'datasets/download_and_convert_cifar10.py --overwrite'
                                 % (self.data.description, e.message.splitlines()[0]))
+            except replicas.LOST_WORKER_ERRORS as e:
+                if not self.replicas.multi_worker:
+                    raise
+                raise replicas.lost_worker_error(e)
             finally:
-                writer.close()
+                if writer is not None:
+                    writer.close()
             self.save_checkpoint(sess, step)
-            return TrainResult(self.weights(sess), step, stopped)
+            weights = self.weights(sess)
+            if self.replicas.multi_worker:  # the workers' copies must agree: say so, checkably
+                self.log('worker %d: weights sha256 %s at step %d' % (
+                    self.replicas.worker_index, weights_digest(weights), step))
+            return TrainResult(weights, step, stopped)
 
     def _loop(self, sess, step, writer, signals):
         c = self.config
@@ -370,7 +489,8 @@ class Trainer:
             feed = {}
             for i, hook in enumerate(self.hooks):
                 feed.update(hook.before_step(step))
-                fetches['hook%d' % i] = hook.fetches()
+                fetches['hook%d' % i] = (self.hook_outputs[i] if self._hook_has_outputs[i]
+                                         else hook.fetches())
             if c.summary_every and (step + 1) % c.summary_every == 0:
                 fetches['summary'] = self.summary_op
             values = sess.run(fetches, feed_dict=feed)
@@ -384,7 +504,7 @@ class Trainer:
             step += 1
             for i, hook in enumerate(self.hooks):
                 stopped = hook.after_step(step, values['hook%d' % i]) or stopped
-            if 'summary' in values:
+            if 'summary' in values and writer is not None:
                 writer.add_summary(values['summary'], step)
             if step % c.display_every == 0 or step == c.num_steps or stopped:
                 extra = '  '.join(s for s in (h.status() for h in self.hooks) if s)
@@ -443,14 +563,25 @@ def train_to_file(model, deps, data, config, train_dir, out_file, logs=None, log
         % (model.name, list(trainer.deps), config.num_steps, config.batch_size,
            trainer.num_examples))
     result = trainer.run()
+    if not workers.writes_files():
+        return out_file
     hdf5_io.save_hdf5(out_file, result.weights, trainer.deps)
     log('saved %s' % out_file)
     return out_file
 
 
+def weights_digest(weights):
+    """sha256 over the names and bytes of weights (name -> array)."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(weights[name]).tobytes())
+    return h.hexdigest()
+
+
 def key_variables(trace):
     """The variables saved to hdf5 (trainable ones and BN moving statistics), in creation order."""
-    by_name = {v.op.name: v for v in tf.global_variables()}
+    by_name = {variable_name(v): v for v in tf.global_variables()}
     return {name: by_name[name] for name in trace.variables}
 
 

@@ -1,0 +1,151 @@
+"""Run by tests/test_replicas.py in a fresh process (logical CPU devices must exist before TensorFlow
+starts): one MirroredStrategy training step on two logical CPU devices, against the single-device
+update computed here from the two half-batch gradients. Prints one JSON line of relative errors
+against three references: the mean of the half-batch gradients transformed once (the right one),
+their sum, and the transforms applied to each half and then added; errors are relative to the
+size of the reference update (and, for `mean_of_weights`, to the updated weights)."""
+
+import json
+import sys
+import tempfile
+
+import numpy as np
+
+from helpers import random_weights
+from tf_benchmarks import replicas
+from tf_benchmarks.session import tf
+
+replicas.configure('mirrored', 2)
+
+from csgd.centripetal import CentripetalHandler, centripetal_gradient  # noqa: E402
+from tf_benchmarks.convnet_builder import ConvNetBuilder  # noqa: E402
+from tf_benchmarks.models import get_model  # noqa: E402
+from tf_benchmarks.trainer import TrainConfig, Trainer, key_variables, load_weights  # noqa: E402
+
+MODEL, DEPS, LR, MOMENTUM, WD, STRENGTH = get_model('vc'), [4] * 13, 0.1, 0.9, 0.05, 0.5
+CLUSTERS = {0: [[0, 1], [2], [3]], 3: [[0, 2, 3], [1]]}
+
+
+class FixedBatch:
+    """The Trainer's data-source interface over one fixed batch."""
+    description = 'a fixed batch'
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+        self.num_examples = len(labels)
+
+    def batches(self, batch_size, augmentation, shuffle, seed):
+        return tf.constant(self.images), tf.constant(self.labels)
+
+    def initialize(self, session, step):
+        pass
+
+
+def half_batch_values(weights, images, labels):
+    """Per half of the batch, on one device: the gradient of its mean loss for every trainable
+    variable and its BN batch statistics."""
+    out = []
+    with tf.Graph().as_default():
+        x = tf.placeholder(tf.float32, [None, 32, 32, 3])
+        y = tf.placeholder(tf.int32, [None])
+        builder = ConvNetBuilder(x, phase_train=True, moving_average_updates=False)
+        logits = MODEL.build(builder, DEPS).tensor
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y,
+                                                                             logits=logits))
+        trainable = {v.op.name: v for v in tf.trainable_variables()}
+        grads = dict(zip(trainable, tf.gradients(loss, list(trainable.values()))))
+        stats = {v.op.name: value for v, value, _ in builder.batch_statistics}
+        with tf.Session() as sess:
+            load_weights(sess, key_variables(builder.trace), weights, 'weights')
+            half = len(labels) // 2
+            for part in (slice(0, half), slice(half, None)):
+                out.append(sess.run((grads, stats), {x: images[part], y: labels[part]}))
+    return out, builder.trace
+
+
+def transform(grads, weights, trace, csgd):
+    """The trainer's gradient transforms in NumPy: L2 on kernels (plain) or C-SGD's rule (merge
+    and decay on the clustered conv kernels and their BN vectors), and bias/beta doubling."""
+    out = {}
+    bn_of_layer = {conv.index: conv.bn for conv in trace.convs}
+    for name, g in grads.items():
+        w = weights[name]
+        if any(k in name for k in ('bias', 'beta')):
+            g = 2.0 * g
+        if not csgd and len(w.shape) in (2, 4):
+            g = g + WD * w
+        out[name] = g
+    if csgd:
+        for conv in trace.convs:
+            clusters = CLUSTERS.get(conv.index, [[c] for c in range(conv.out_channels)])
+            n = conv.out_channels
+            for name, decay, strength in ((conv.kernel, WD, STRENGTH),
+                                          (bn_of_layer[conv.index] + '/gamma', 0.0, STRENGTH),
+                                          (bn_of_layer[conv.index] + '/beta', 0.0, STRENGTH)):
+                if decay == 0.0 and conv.index not in CLUSTERS:
+                    continue
+                rows = lambda a: a.reshape(-1, n).T  # noqa: E731  (filters as rows)
+                g = centripetal_gradient(rows(out[name]), rows(weights[name]), clusters, decay,
+                                         strength)
+                out[name] = g.T.reshape(weights[name].shape)
+    return out
+
+
+def updated(weights, grads, stats, decay=0.9):
+    """Nesterov momentum from a zero accumulator, and the BN moving averages."""
+    new = dict(weights)
+    for name, g in grads.items():
+        new[name] = weights[name] - LR * (g + MOMENTUM * g)
+    for name, value in stats.items():
+        new[name] = weights[name] - (weights[name] - value) * (1 - decay)
+    return new
+
+
+def relative_error(result, reference, start):
+    """Largest, over the variables, of |result - reference| / |reference - start| (norms)."""
+    worst = 0.0
+    for name, ref in reference.items():
+        step = np.linalg.norm(ref - start[name])
+        if step > 0:
+            worst = max(worst, float(np.linalg.norm(result[name] - ref) / step))
+    return worst
+
+
+def main(csgd):
+    rng = np.random.default_rng(3)
+    images = rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+    labels = rng.integers(0, 10, 8).astype(np.int32)
+    trace = MODEL.trace(DEPS)
+    weights = random_weights(trace, 5)
+    halves, trace = half_batch_values(weights, images, labels)
+    handler = None
+    if csgd:
+        bn = {b.index: [[c] for c in range(b.channels)] for b in trace.bns}
+        for conv in trace.convs:
+            if conv.index in CLUSTERS:
+                bn[next(b.index for b in trace.bns if b.scope == conv.bn)] = CLUSTERS[conv.index]
+        layers = {c.index: CLUSTERS.get(c.index, [[i] for i in range(c.out_channels)])
+                  for c in trace.convs}
+        handler = CentripetalHandler(trace, layers, bn, WD, STRENGTH)
+    config = TrainConfig(num_steps=1, batch_size=8, lr_values=(LR,), momentum=MOMENTUM,
+                         weight_decay=0.0 if csgd else WD, augmentation=False, shuffle=False,
+                         display_every=1, summary_every=0, checkpoint_every=0)
+    with tempfile.TemporaryDirectory() as train_dir:
+        result = Trainer(MODEL, DEPS, FixedBatch(images, labels), config, train_dir,
+                         init_weights=weights, grad_handler=handler, log=lambda m: None).run()
+    (ga, sa), (gb, sb) = halves
+    stats = {n: (sa[n] + sb[n]) / 2 for n in sa}
+    mean = transform({n: (ga[n] + gb[n]) / 2 for n in ga}, weights, trace, csgd)
+    summed = transform({n: ga[n] + gb[n] for n in ga}, weights, trace, csgd)
+    ta, tb = transform(ga, weights, trace, csgd), transform(gb, weights, trace, csgd)
+    per_replica = {n: ta[n] + tb[n] for n in ta}
+    errors = {name: relative_error(result.weights, updated(weights, grads, stats), weights)
+              for name, grads in (('mean', mean), ('sum', summed), ('per_replica', per_replica))}
+    reference = updated(weights, mean, stats)
+    errors['mean_of_weights'] = max(float(np.linalg.norm(result.weights[n] - w) / np.linalg.norm(w))
+                                    for n, w in reference.items())
+    return errors
+
+
+if __name__ == '__main__':
+    print('RESULT ' + json.dumps({case: main(case == 'csgd') for case in sys.argv[1:]}))
