@@ -294,6 +294,9 @@ def compare(model, deps, weights, layers, batches, data, steps, batch_size, log=
             gamma = gamma_scores(trace, weights, t)
             if gamma is not None:
                 baselines['gamma'] = gamma
+            log('comparing layer %d: the loss with each ranking\'s k least important filters '
+                'removed together, k = %s' % (t, ', '.join(
+                    str(k) for k in oracle_compare.removal_sizes(deps[t]).values())))
             comparison = oracle_compare.compare_layer(
                 loss, metric, baselines,
                 lambda filters, t=t: graph.loss({t: filters}) - full)
