@@ -4,8 +4,13 @@ src110):
     python aofp/aofp_standalone.py train               # -> vc_scratch_savedweights.hdf5
     python aofp/aofp_standalone.py eval FILE.hdf5      # -> bc_overall_eval_records.txt
     python aofp/aofp_standalone.py prune               # -> bds_exps/..., bds_overall_logs.txt
+    python aofp/aofp_standalone.py oracle FILE.hdf5 [--layers 0,4,8] [--batches N] [--steps K]
+                                                       # -> oracle_<model>.json, oracle_*_layer<i>.png
 
-Outputs go to the working directory. `--preset paper` (default) is exactly the original's
+`oracle` measures how well AOFP's search approximates oracle pruning on FILE's model: every
+filter of each layer removed alone on the first N test batches (the loss increase, and AOFP's
+metric measured exactly), against AOFP's estimate after K search steps and the L1 / |BN gamma|
+baselines. Outputs go to the working directory. `--preset paper` (default) is exactly the original's
 hyperparameters; `--preset smoke` scales everything down for a CPU and the synthetic data set.
 """
 
@@ -36,8 +41,15 @@ flags.DEFINE_string('base_weights', None, 'Weights `prune` starts from (default:
 flags.DEFINE_string('target_layers', None, 'Conv layers (widths indices) to search, e.g. 1,3,5 '
                     '(default: every layer of vc, the incremental layers of dc40, the internal '
                     'layers of the ResNets); a residual group is named by its first layer.')
+flags.DEFINE_string('layers', None, '`oracle`: the conv layers to score, e.g. 0,4,8 (default: the '
+                    'layers `prune` searches; a residual group is named by its first layer).')
+flags.DEFINE_integer('batches', 2, '`oracle`: test batches (of the evaluation batch size, 500) '
+                     'the oracle scores are measured on.')
+flags.DEFINE_integer('steps', None, '`oracle`: steps of AOFP\'s search graph that make its '
+                     'estimate (default: the preset\'s --batches_per_half, one search half).')
 
-MODES = ('train', 'eval', 'prune')
+MODES = ('train', 'eval', 'prune', 'oracle')
+USAGE = 'usage: aofp_standalone.py train | eval FILE.hdf5 | prune | oracle FILE.hdf5'
 
 
 def settings_from_flags():
@@ -58,11 +70,11 @@ def settings_from_flags():
 
 def main(argv):
     if len(argv) < 2 or argv[1] not in MODES:
-        raise UserError('unknown mode %s; use one of: train, eval FILE.hdf5, prune'
+        raise UserError('unknown mode %s; use one of: train, eval FILE.hdf5, prune, oracle FILE.hdf5'
                         % (repr(argv[1]) if len(argv) > 1 else '(none)'))
     mode = argv[1]
-    if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:
-        raise UserError('usage: aofp_standalone.py train | eval FILE.hdf5 | prune')
+    if (mode in ('eval', 'oracle')) != (len(argv) == 3) or len(argv) > 3:
+        raise UserError(USAGE)
     settings = settings_from_flags()
     model = get_model(FLAGS.model)
     data_dir = FLAGS.data_dir
@@ -70,6 +82,12 @@ def main(argv):
         pipeline.train_base(model, settings, data_dir, FLAGS.restart_from)
     elif mode == 'eval':
         pipeline.eval_file(model, argv[2], data_dir, settings.eval_batch_size)
+    elif mode == 'oracle':
+        from aofp import oracle
+        layers = parse_ints(FLAGS.layers, '--layers') if FLAGS.layers else settings.target_layers
+        steps = settings.batches_per_half if FLAGS.steps is None else FLAGS.steps
+        oracle.run_oracle(model, argv[2], data_dir, layers, FLAGS.batches,
+                          settings.eval_batch_size, steps, settings.batch_size)
     else:
         base = FLAGS.base_weights or model.scratch_weights
         if not os.path.exists(base):

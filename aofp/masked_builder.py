@@ -14,7 +14,8 @@ With `search=True`, each target layer t also gets score paths: the filters fed i
 c, which is recomputed by subtraction, exactly, from the base path's own convolution:
     shadow_c = conv_c(x) - conv_c(x[..., D], W_c[:, :, D, :])    (D: t's dropped channels in x)
 then normalized like c (its BN with the score path's own batch statistics, moving averages not
-updated) and activated like c. Its error is the relative squared error of c's output,
+updated; in an inference graph, `phase_train=False`, with the moving statistics as c itself: the
+oracle's exact scores) and activated like c. Its error is the relative squared error of c's output,
     e_c = mean((normal_c - shadow_c)^2) / mean(normal_c^2),
 and t's per-step metric is the mean of e_c over its consumers (for `vc` and the ResNets' internal
 layers there is one: the next layer, as in the original). Everything runs in the training step's
@@ -108,10 +109,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         conv = self.trace.convs[index]
         for t, shadow in self._shadows:
             if conv.bn:
-                bn = next(b for b in self.trace.bns if b.scope == conv.bn)
-                shadow, _, _ = tf.nn.fused_batch_norm(
-                    shadow, self.variables[bn.scope + '/gamma'],
-                    self.variables[bn.scope + '/beta'], epsilon=bn.epsilon, is_training=True)
+                shadow = self._shadow_batch_norm(shadow, conv.bn)
             self._record(t, node.tensor, self.activation_tensor(shadow, conv.activation))
         self._shadows = []
         if index in self.target_layers:
@@ -132,6 +130,22 @@ class MaskedConvNetBuilder(ConvNetBuilder):
                     self.dropped_filters[index] = tf.placeholder_with_default(
                         tf.zeros([0], tf.int32), [None], name='dropped_filters%d' % index)
         return node
+
+    def _shadow_batch_norm(self, shadow, scope):
+        """The consumer's BN on a score path: in training, with the score path's own batch
+        statistics (moving averages not updated); in an inference graph, with the moving statistics,
+        as the consumer itself."""
+        bn = next(b for b in self.trace.bns if b.scope == scope)
+        gamma, beta = self.variables[scope + '/gamma'], self.variables[scope + '/beta']
+        if self.phase_train:
+            shadow, _, _ = tf.nn.fused_batch_norm(shadow, gamma, beta, epsilon=bn.epsilon,
+                                                  is_training=True)
+        else:
+            shadow, _, _ = tf.nn.fused_batch_norm(
+                shadow, gamma, beta, mean=self.variables[scope + '/moving_mean'],
+                variance=self.variables[scope + '/moving_variance'], epsilon=bn.epsilon,
+                is_training=False)
+        return shadow
 
     def _affine_input(self, index, node):
         x = self._masked(node)

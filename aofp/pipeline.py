@@ -102,20 +102,20 @@ def _train_settings(s, epochs):
             'precision': s.precision}
 
 
-def check_target_layers(model, layers):
+def check_target_layers(model, layers, flag='--target_layers'):
     """The layers AOFP searches: `layers`, or every layer of the model; each must be the root of
-    its channel group (a ResNet pacesetter stands for its followers)."""
+    its channel group (a ResNet pacesetter stands for its followers). `flag` names them in errors."""
     n = len(model.default_deps)
     layers = list(range(n)) if layers is None else sorted(set(int(l) for l in layers))
     roots = {member: g.root for g in model.groups for member in g.members}
     for layer in layers:
         if not 0 <= layer < n:
-            raise UserError('--target_layers: %s has conv layers 0..%d, got %d'
-                            % (model.name, n - 1, layer))
+            raise UserError('%s: %s has conv layers 0..%d, got %d'
+                            % (flag, model.name, n - 1, layer))
         if roots[layer] != layer:
-            raise UserError('--target_layers: layer %d is tied to layer %d (their outputs are '
+            raise UserError('%s: layer %d is tied to layer %d (their outputs are '
                             'added); search the group by its first layer, %d'
-                            % (layer, roots[layer], roots[layer]))
+                            % (flag, layer, roots[layer], roots[layer]))
     return layers
 
 
