@@ -14,6 +14,8 @@ Sections:
   csgd      dc40 training step with C-SGD (all 39 layers clustered, 3-3-3) vs a plain dc40 step
   eval      evaluation images/s (vc, test split, batch 500, median of 5 exact passes)
   infer     inference of a pruned vc (-65.8% FLOPs) vs the full vc, at batch 64 and batch 1
+  replicas  vc and dc40 training with --strategy mirrored on --num_devices devices (GPUs where
+            present, else logical CPU devices) vs the default strategy, the same global batch
 Every measurement runs in its own worker process (Keras 3 needs eager TF2, the project uses v1 graph
 mode; each process's peak RSS is reported); runs of one comparison alternate within each round and
 the medians over the rounds are compared. The first --warmup steps of each run are not timed.
@@ -32,7 +34,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer')
+SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas')
 PRUNED_VC = (40, 40, 72, 80, 152, 152, 152, 288, 288, 288, 256, 256, 256)
 SUBSET = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
 
@@ -76,6 +78,13 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=()):
 
 
 def run_ours(args):
+    _train_ours(args)
+
+
+def run_mirrored(args):
+    """Ours under MirroredStrategy on --num_devices devices, the global batch split over them."""
+    from tf_benchmarks import replicas
+    replicas.configure('mirrored', args.num_devices)
     _train_ours(args)
 
 
@@ -297,7 +306,7 @@ def run_torch(args):
 
 
 WORKERS = {'ours': run_ours, 'keras': run_keras, 'torch': run_torch, 'aofp': run_aofp,
-           'csgd': run_csgd, 'eval': run_eval, 'infer': run_infer}
+           'csgd': run_csgd, 'eval': run_eval, 'infer': run_infer, 'mirrored': run_mirrored}
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -305,8 +314,8 @@ class Job:
     """One kind of measurement: a worker with its arguments, measured once per round."""
 
     def __init__(self, key, worker, model, precision='fp32', data='memory', deps=None,
-                 batch_size=None):
-        self.key, self.worker, self.model = key, worker, model
+                 batch_size=None, extra=()):
+        self.key, self.worker, self.model, self.extra = key, worker, model, list(extra)
         self.precision, self.data, self.deps, self.batch_size = precision, data, deps, batch_size
         self.results = []
 
@@ -317,6 +326,7 @@ class Job:
                '--precision', self.precision, '--data', self.data]
         if self.deps:
             cmd += ['--deps', ','.join(map(str, self.deps))]
+        cmd += self.extra
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         for line in proc.stdout.splitlines():
@@ -371,6 +381,10 @@ def plan(args, frameworks, data):
         groups.append([ours['dc40'], Job('dc40 C-SGD', 'csgd', 'dc40')])
     if 'eval' in sections and 'vc' in models:
         groups.append([Job('vc eval', 'eval', 'vc', data=data)])
+    if 'replicas' in sections:
+        for m in models:
+            groups.append([ours[m], Job('%s mirrored x%d' % (m, args.num_devices), 'mirrored', m,
+                                        extra=['--num_devices', str(args.num_devices)])])
     if 'infer' in sections and 'vc' in models:
         for batch in (64, 1):
             groups.append([Job('vc infer full b%d' % batch, 'infer', 'vc', batch_size=batch),
@@ -397,6 +411,8 @@ def report(groups):
         ratio('%s ours' % m, '%s keras' % m, target_keras)
         ratio('%s ours bf16' % m, '%s ours' % m)
         ratio('%s ours bf16' % m, '%s torch bf16' % m)
+        for key in [k for k in jobs if k.startswith('%s mirrored' % m)]:
+            ratio(key, '%s ours' % m)
     ratio('vc ours tfrecords', 'vc ours', '>= 0.97x')
     # step-time ratios: the inverse of the images/s ratios
     ratio('vc ours', 'vc AOFP search', '<= 1.35x', 'AOFP search step / plain vc step')
@@ -432,6 +448,8 @@ def main():
     parser.add_argument('--batch_size', type=int, default=64)
     parser.add_argument('--data_dir', help='tfrecords for the pipeline/eval sections (default: '
                         'the real CIFAR-10 subset converted to a temporary folder)')
+    parser.add_argument('--num_devices', type=int, default=2, help='devices of the replicas '
+                        'section (logical CPU devices where there is no GPU)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--worker', choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument('--precision', default='fp32', help=argparse.SUPPRESS)

@@ -22,7 +22,7 @@ from tf_benchmarks.convnet_builder import ConvNetBuilder  # noqa: E402
 from tf_benchmarks.models import get_model  # noqa: E402
 from tf_benchmarks.trainer import TrainConfig, Trainer, key_variables, load_weights  # noqa: E402
 
-MODEL, DEPS, LR, MOMENTUM, WD, STRENGTH = get_model('vc'), [4] * 13, 0.1, 0.9, 0.05, 0.5
+MODEL, DEPS, LR, MOMENTUM, WD, STRENGTH = get_model('vc'), [4] * 13, 0.02, 0.9, 0.05, 0.5
 CLUSTERS = {0: [[0, 1], [2], [3]], 3: [[0, 2, 3], [1]]}
 
 
