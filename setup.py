@@ -17,7 +17,7 @@ setup(
         'scikit-learn',
         'matplotlib',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'pytest-xdist']},
     entry_points={'console_scripts': [
         'aofp-standalone=aofp.aofp_standalone:run',
         'csgd-standalone=csgd.csgd_standalone:run',

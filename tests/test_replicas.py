@@ -76,7 +76,7 @@ def run_two_workers(script, args, cwd, worker1_env=None, timeout=300):
             env.update(worker1_env or {})
         procs.append(subprocess.Popen(
             [sys.executable, os.path.join(REPO, script)] + list(args) +
-            ['--strategy', 'multi_worker', '--worker_timeout', '20'], cwd=cwd, env=env,
+            ['--strategy', 'multi_worker', '--worker_timeout', '120'], cwd=cwd, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=timeout)[0] for p in procs]
     return [(procs[1].returncode, outputs[1]), (procs[0].returncode, outputs[0])]
