@@ -7,14 +7,16 @@ devices are first listed. `import_tensorflow()` therefore runs the import and th
 file descriptor 2 pointed at a temporary file, then writes back everything but the known notices.
 """
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
 
-# C++ INFO lines are TensorFlow's chatter (e.g. "MLIR V1 optimization pass is not enabled"); warnings
-# and errors stay visible.
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+# C++ errors stay visible. INFO and WARNING lines are hidden (set TF_CPP_MIN_LOG_LEVEL=0 to see them):
+# grappler's cost estimator alone writes hundreds of "Error in PredictCost()" warnings per AOFP
+# search graph. Python-side TensorFlow warnings are not affected by this.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 _NOTICES = [re.compile(p) for p in (
     r'^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$',
@@ -43,21 +45,16 @@ def _gpu_requested():
     return value is not None and value.strip() not in ('', '-1')
 
 
-def import_tensorflow():
-    """Import TensorFlow and list its devices once, with the CPU-only start-up notices removed from
-    what it writes to stderr. Later calls do nothing."""
-    global _done
-    if _done:
-        return
-    _done = True
+@contextlib.contextmanager
+def capture_stderr(drop):
+    """Run the body with file descriptor 2 (C++ and Python stderr) going to a temporary file, then
+    write back every line for which `drop(line)` is false."""
     sys.stderr.flush()
     saved = os.dup(2)
     captured = tempfile.TemporaryFile()
-    gpus = []
     try:
         os.dup2(captured.fileno(), 2)
-        import tensorflow as tf
-        gpus = tf.config.list_physical_devices('GPU')  # the CUDA probe, now rather than later
+        yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
@@ -65,9 +62,21 @@ def import_tensorflow():
         captured.seek(0)
         text = captured.read().decode('utf-8', 'replace')
         captured.close()
-        requested = _gpu_requested()
-        kept = [line for line in text.splitlines()
-                if not startup_noise(line, bool(gpus), requested)]
+        kept = [line for line in text.splitlines() if not drop(line)]
         if kept:
             sys.stderr.write('\n'.join(kept) + '\n')
             sys.stderr.flush()
+
+
+def import_tensorflow():
+    """Import TensorFlow and list its devices once, with the CPU-only start-up notices removed from
+    what it writes to stderr. Later calls do nothing."""
+    global _done
+    if _done:
+        return
+    _done = True
+    found = []
+    requested = _gpu_requested()
+    with capture_stderr(lambda line: startup_noise(line, bool(found), requested)):
+        import tensorflow as tf
+        found.extend(tf.config.list_physical_devices('GPU'))  # the CUDA probe, now, not later
