@@ -11,6 +11,10 @@ Resume order, on every run of a command:
   3. every finished stage's outputs must still have their recorded digests;
   4. stages run in order; a finished one is skipped, an unfinished one resumes (its trainer from its
      last checkpoint, with the logs cut back to that checkpoint or to the stage's start).
+
+A stage's `run()` may return its results (a JSON-able dict); they are stored in its record entry,
+and results.json is rebuilt from the record after every finished stage and every restart
+(tf_benchmarks/results.py).
 """
 
 import dataclasses
@@ -25,6 +29,7 @@ from typing import Callable, Dict, List
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.faults import crash_point
 from tf_benchmarks.logs import LogBook
+from tf_benchmarks import results
 
 RECORD = 'run.json'
 
@@ -45,8 +50,9 @@ def _plain(value):
 
 @dataclasses.dataclass
 class Stage:
-    """One step of a command. `run()` does the work and writes `outputs`; `work_dirs` hold its
-    checkpoints. `settings` are the flags and preset values that shape its result.
+    """One step of a command. `run()` does the work and writes `outputs` (and may return results
+    for results.json); `work_dirs` hold its checkpoints. `settings` are the flags and preset
+    values that shape its result.
 
     An unfinished stage without work_dirs starts over, with the logs cut back to its start. One with
     work_dirs runs one Trainer, which cuts the logs back to its last checkpoint (or to the stage's
@@ -158,6 +164,7 @@ class StageRunner:
         for stage_name in forget:
             del record['stages'][stage_name]
         self._write(record)
+        results.rebuild(record, self.record_path)
         self.log('restarting from stage %s: forgot %s' % (name, ', '.join(forget)))
 
     # -- running ----------------------------------------------------------------------------------
@@ -182,6 +189,7 @@ class StageRunner:
         self._check_unrecorded_outputs(record)
         record['commands'].append({'argv': self.argv, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')})
         self._write(record)
+        results.rebuild(record, self.record_path)
         for stage in self.stages:
             entry = record['stages'].get(stage.name)
             if entry and entry.get('status') == 'done':
@@ -199,11 +207,14 @@ class StageRunner:
                 self.logs.rewind(entry['logs_at_start'])
             start = time.time()
             entry['inputs'] = {p: file_digest(p) for p in stage.inputs}
-            stage.run()
+            stage_results = stage.run()
+            if stage_results is not None:
+                entry['results'] = _plain(stage_results)
             entry['outputs'] = {p: file_digest(p) for p in stage.outputs}
             entry['status'] = 'done'
             entry['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S')
             entry['wall_s'] = round(entry.get('wall_s', 0) + time.time() - start, 1)
             self._write(record)
+            results.rebuild(record, self.record_path)
             crash_point('between_stages')
         return record
