@@ -3,7 +3,11 @@ src110):
 
     python aofp/aofp_standalone.py train               # -> vc_scratch_savedweights.hdf5
     python aofp/aofp_standalone.py eval FILE.hdf5      # -> bc_overall_eval_records.txt
-    python aofp/aofp_standalone.py prune               # -> bds_exps/..., bds_overall_logs.txt
+    python aofp/aofp_standalone.py prune               # -> bds_exps/..., bds_overall_logs.txt,
+                                                       #    results.json
+    python aofp/aofp_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
+    python aofp/aofp_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
+    python aofp/aofp_standalone.py report              # PNG plots from results.json
 
 Outputs go to the working directory. `--preset paper` (default) is exactly the original's
 hyperparameters; `--preset smoke` scales everything down for a CPU and the synthetic data set.
@@ -17,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
+from tf_benchmarks import deploy_commands  # noqa: E402
 from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
                                          override_from_flags, parse_floats, parse_ints)
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
@@ -26,6 +31,7 @@ from aofp.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
 define_common_flags(PRESETS, 'vc')
+deploy_commands.define_flags()
 flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
 flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')
 flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
@@ -37,7 +43,9 @@ flags.DEFINE_string('target_layers', None, 'Conv layers (widths indices) to sear
                     '(default: every layer of vc, the incremental layers of dc40, the internal '
                     'layers of the ResNets); a residual group is named by its first layer.')
 
-MODES = ('train', 'eval', 'prune')
+MODES = ('train', 'eval', 'prune') + deploy_commands.MODES
+USAGE = ('usage: aofp_standalone.py train | eval FILE.hdf5 | prune | '
+         + deploy_commands.USAGE)
 
 
 def settings_from_flags():
@@ -58,11 +66,13 @@ def settings_from_flags():
 
 def main(argv):
     if len(argv) < 2 or argv[1] not in MODES:
-        raise UserError('unknown mode %s; use one of: train, eval FILE.hdf5, prune'
-                        % (repr(argv[1]) if len(argv) > 1 else '(none)'))
+        raise UserError('unknown mode %s; %s'
+                        % (repr(argv[1]) if len(argv) > 1 else '(none)', USAGE))
     mode = argv[1]
+    if mode in deploy_commands.MODES:
+        return deploy_commands.run_mode(argv, 'aofp_standalone.py')
     if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:
-        raise UserError('usage: aofp_standalone.py train | eval FILE.hdf5 | prune')
+        raise UserError(USAGE)
     settings = settings_from_flags()
     model = get_model(FLAGS.model)
     data_dir = FLAGS.data_dir
