@@ -160,7 +160,8 @@ class ClusterSpreadHook(TrainHook):
         return False
 
     def state(self):
-        return {'history': self.history}
+        # None while empty, so a checkpoint of an older version (no state) still resumes
+        return {'history': self.history} if self.history else None
 
     def load_state(self, state):
         self.history = [list(h) for h in state['history']]
