@@ -16,6 +16,7 @@ from tf_benchmarks.errors import UserError, cannot_write_message
 from tf_benchmarks.file_model import read_model_file
 from tf_benchmarks.session import tf
 from tf_benchmarks.stages import file_digest
+from tf_benchmarks.trainer import _write_failure
 
 SIGNATURE = 'serving_default'
 TFLITE_FILE = 'model.tflite'
@@ -135,7 +136,10 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print):
             os.rmdir(tmp)  # the SavedModel builder makes it again
         except OSError as e:
             raise UserError(cannot_write_message(out_dir, e.strerror))
-        _save_saved_model(tmp, mf.model, mf.deps, mf.weights)
+        try:
+            _save_saved_model(tmp, mf.model, mf.deps, mf.weights)
+        except tf.errors.OpError as e:  # TensorFlow's own file writes
+            raise UserError(cannot_write_message(out_dir, _write_failure(e.message)))
         info = dict(
             format='export-v1', source=path, source_sha256=file_digest(path), model=mf.model.name,
             widths=list(mf.deps), masks_removed=mf.masked,
