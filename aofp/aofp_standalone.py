@@ -3,9 +3,13 @@ src110):
 
     python aofp/aofp_standalone.py train               # -> vc_scratch_savedweights.hdf5
     python aofp/aofp_standalone.py eval FILE.hdf5      # -> bc_overall_eval_records.txt
-    python aofp/aofp_standalone.py prune               # -> bds_exps/..., bds_overall_logs.txt
+    python aofp/aofp_standalone.py prune               # -> bds_exps/..., bds_overall_logs.txt,
+                                                       #    results.json
     python aofp/aofp_standalone.py oracle FILE.hdf5 [--layers 0,4,8] [--batches N] [--steps K]
                                                        # -> oracle_<model>.json, oracle_*_layer<i>.png
+    python aofp/aofp_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
+    python aofp/aofp_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
+    python aofp/aofp_standalone.py report              # PNG plots from results.json
 
 `oracle` measures how well AOFP's search approximates oracle pruning on FILE's model: every
 filter of each layer removed alone on the first N test batches (the loss increase, and AOFP's
@@ -22,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
+from tf_benchmarks import deploy_commands  # noqa: E402
 from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
                                          override_from_flags, parse_floats, parse_ints)
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
@@ -31,6 +36,7 @@ from aofp.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
 define_common_flags(PRESETS, 'vc')
+deploy_commands.define_flags()
 flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
 flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')
 flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
@@ -48,8 +54,9 @@ flags.DEFINE_integer('batches', 2, '`oracle`: test batches (of the evaluation ba
 flags.DEFINE_integer('steps', None, '`oracle`: steps of AOFP\'s search graph that make its '
                      'estimate (default: the preset\'s --batches_per_half, one search half).')
 
-MODES = ('train', 'eval', 'prune', 'oracle')
-USAGE = 'usage: aofp_standalone.py train | eval FILE.hdf5 | prune | oracle FILE.hdf5'
+MODES = ('train', 'eval', 'prune', 'oracle') + deploy_commands.MODES
+USAGE = ('usage: aofp_standalone.py train | eval FILE.hdf5 | prune | oracle FILE.hdf5 | '
+         + deploy_commands.USAGE)
 
 
 def settings_from_flags():
@@ -70,9 +77,11 @@ def settings_from_flags():
 
 def main(argv):
     if len(argv) < 2 or argv[1] not in MODES:
-        raise UserError('unknown mode %s; use one of: train, eval FILE.hdf5, prune, oracle FILE.hdf5'
-                        % (repr(argv[1]) if len(argv) > 1 else '(none)'))
+        raise UserError('unknown mode %s; %s'
+                        % (repr(argv[1]) if len(argv) > 1 else '(none)', USAGE))
     mode = argv[1]
+    if mode in deploy_commands.MODES:
+        return deploy_commands.run_mode(argv, 'aofp_standalone.py')
     if (mode in ('eval', 'oracle')) != (len(argv) == 3) or len(argv) > 3:
         raise UserError(USAGE)
     settings = settings_from_flags()

@@ -11,12 +11,12 @@ import numpy as np
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
-from tf_benchmarks import flops, hdf5_io, input_pipeline, records, workers
+from tf_benchmarks import flops, hdf5_io, input_pipeline, records, results, workers
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import LogBook, cur_time, log_important
 from tf_benchmarks.stages import Stage, StageRunner, file_digest
-from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
+from tf_benchmarks.surgery import remove_masked
 from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
 
 EXP_DIR = 'bds_exps'
@@ -122,9 +122,7 @@ def check_target_layers(model, layers, flag='--target_layers'):
 def prune_weights(model, tuned_file):
     """Physically remove a tuned file's masked filters -> (weights, deps); exact: the pruned model
     computes what the masked one does."""
-    trace = model.trace(tuned_file.deps)
-    plans = {i: clusters_from_mask(mask) for i, mask in tuned_file.masks.items()}
-    return apply_surgery(trace, tuned_file.weights, plans)
+    return remove_masked(model.trace(tuned_file.deps), tuned_file.weights, tuned_file.masks)
 
 
 def train_base(model, settings, data_dir, restart_from=None, log=print):
@@ -197,7 +195,7 @@ class AofpPruning:
                 Stage('itr%d.search' % k, search,
                       functools.partial(self.search, k, target, start, tuned),
                       outputs=[tuned], inputs=[start], work_dirs=[p + '_train']),
-                Stage('itr%d.prune' % k, {}, functools.partial(self.prune, tuned, pruned),
+                Stage('itr%d.prune' % k, {}, functools.partial(self.prune, k, tuned, pruned),
                       outputs=[pruned], inputs=[tuned]),
                 Stage('itr%d.finetune' % k,
                       dict(common, warmup_epochs=s.finetune_warmup_epochs,
@@ -254,13 +252,15 @@ class AofpPruning:
                      % (result.step, 100 * search.flops_pruned(search.widths), 100 * target))
         hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks())
         tuned_file = hdf5_io.read_hdf5(tuned)
-        self._log_eval(tuned, tuned_file, 9, 'after tuning, the masks suggest deps=%s'
-                       % self._widths(tuned_file))
+        return self._log_eval(k, 'tuned', tuned, tuned_file, 9,
+                              'after tuning, the masks suggest deps=%s' % self._widths(tuned_file),
+                              target_flops_removed=target, search_steps=result.step,
+                              reached_target=search.terminated)
 
-    def prune(self, tuned, pruned):
+    def prune(self, k, tuned, pruned):
         weights, deps = prune_weights(self.model, hdf5_io.read_hdf5(tuned))
         hdf5_io.save_hdf5(pruned, weights, deps)
-        self._log_eval(pruned, hdf5_io.read_hdf5(pruned), 8)
+        return self._log_eval(k, 'pruned', pruned, hdf5_io.read_hdf5(pruned), 8)
 
     def finetune(self, k, pruned, fted):
         pruned_file = hdf5_io.read_hdf5(pruned)
@@ -271,7 +271,7 @@ class AofpPruning:
         if not workers.writes_files():  # another worker's part ends with the training
             return
         hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps)
-        self._log_eval(fted, hdf5_io.read_hdf5(fted), 8)
+        return self._log_eval(k, 'finetuned', fted, hdf5_io.read_hdf5(fted), 8)
 
     def _widths(self, weight_file):
         """The widths a file stands for: its deps, with each masked group at its alive count."""
@@ -280,11 +280,15 @@ class AofpPruning:
                                                for t in self.target_layers]) if masks \
             else list(weight_file.deps)
 
-    def _log_eval(self, path, weight_file, loss_decimals, comment=None):
+    def _log_eval(self, k, phase, path, weight_file, loss_decimals, comment=None, **extra):
+        """Evaluate, append the line to the overall log, and return the stage's results entry."""
         result = evaluate_weights(self.model, weight_file, self.data_dir, self.s.eval_batch_size,
                                   path)
         widths = self._widths(weight_file)
-        extra = '%s, flops_pruned=%.4f' % (comment or 'deps=%s' % widths, self.flops_pruned(widths))
-        log_important(record_line(self.model.name, path, result, extra, loss_decimals),
+        note = '%s, flops_pruned=%.4f' % (comment or 'deps=%s' % widths, self.flops_pruned(widths))
+        log_important(record_line(self.model.name, path, result, note, loss_decimals),
                       OVERALL_LOG)
-        return result
+        return results.stage_result(
+            'prune', 'aofp', self.model, results.base_entry(self.model, self.base_weights,
+                                                            self.base_deps), k, phase,
+            results.evaluation(self.model, path, widths, self.base_deps, result), **extra)

@@ -118,11 +118,13 @@ def cluster_deviation(weights, trace, layer_clusters, bn_clusters):
 
 class ClusterSpreadHook(TrainHook):
     """Monitors the collapse: TensorBoard scalars `max_cluster_deviation` (largest |member -
-    survivor| over clustered kernels and BN gamma/beta) and `sum_sq_cluster_diff`, and the
-    deviation on the progress line."""
+    survivor| over clustered kernels and BN gamma/beta) and `sum_sq_cluster_diff`, the deviation on
+    the progress line, and its history at step 0 and every progress line's step, `history`
+    ([[step, deviation], ...]), kept with the checkpoints so that a resumed run continues it."""
 
     def __init__(self, handler):
         self.handler = handler
+        self.history = []
 
     def begin(self, trainer):
         deviations, squares = [], []
@@ -139,9 +141,33 @@ class ClusterSpreadHook(TrainHook):
         self.deviation = tf.reduce_max(tf.stack(deviations)) if deviations else tf.constant(0.0)
         tf.summary.scalar('max_cluster_deviation', self.deviation)
         tf.summary.scalar('sum_sq_cluster_diff', tf.add_n(squares) if squares else tf.constant(0.0))
+        self.every = trainer.config.display_every
+        self.num_steps = trainer.config.num_steps
 
     def after_create_session(self, session, step):
         self.session = session
+        if step == 0 and not self.history:
+            self._record(0)
+
+    def _record(self, step):
+        value = float(self.session.run(self.deviation))
+        self.history.append([int(step), value])
+        return value
+
+    def after_step(self, step, values):
+        self.step = step
+        if (self.every and step % self.every == 0) or step == self.num_steps:
+            self._record(step)
+        return False
+
+    def state(self):
+        # None while empty, so a checkpoint of an older version (no state) still resumes
+        return {'history': self.history} if self.history else None
+
+    def load_state(self, state):
+        self.history = [list(h) for h in state['history']]
 
     def status(self):
-        return 'cluster deviation %.2e' % self.session.run(self.deviation)
+        recorded = self.history and self.history[-1][0] == getattr(self, 'step', None)
+        return 'cluster deviation %.2e' % (self.history[-1][1] if recorded else
+                                           self.session.run(self.deviation))

@@ -5,9 +5,12 @@ src110), plus `train`, since the original's pretrained std_dc40_9382.hdf5 is not
     python csgd/csgd_standalone.py magnitude1          # -> magnitude1_trained.hdf5
     python csgd/csgd_standalone.py csgd1               # -> dc40_csgd1_itr0_prunedweights.hdf5
     python csgd/csgd_standalone.py eval FILE.hdf5      # -> origin_dc40_eval_record.txt
+    python csgd/csgd_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
+    python csgd/csgd_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
+    python csgd/csgd_standalone.py report              # PNG plots from results.json
 
 As in the original, a mode containing `magnitude` or `csgd` runs that method with the mode as the
-file prefix. Outputs go to the working directory.
+file prefix. Outputs go to the working directory; magnitude1 and csgd1 also write results.json.
 """
 
 import os
@@ -18,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags  # noqa: E402
 
 from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
+from tf_benchmarks import deploy_commands  # noqa: E402
 from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
                                         override_from_flags)
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
@@ -27,6 +31,7 @@ from csgd.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
 define_common_flags(PRESETS, 'dc40')
+deploy_commands.define_flags()
 flags.DEFINE_float('centri_strength', None, 'Centripetal strength epsilon (paper: 3e-3).')
 flags.DEFINE_float('bn_strength_ratio', None, 'Centripetal strength of BN gamma/beta as a multiple '
                    'of --centri_strength (dc40: 1, the TF demo; other models: 0.1, the authors\' '
@@ -44,7 +49,8 @@ flags.DEFINE_string('init_hdf5', None, 'Pretrained weights magnitude1 and csgd1 
                     '(default: <model>_scratch_savedweights.hdf5; an original std_dc40_9382.hdf5 '
                     'also loads).')
 
-USAGE = 'usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5'
+USAGE = ('usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5 | '
+         + deploy_commands.USAGE)
 
 
 def settings_from_flags():
@@ -58,6 +64,8 @@ def settings_from_flags():
 
 def main(argv):
     mode = argv[1] if len(argv) > 1 else ''
+    if mode in deploy_commands.MODES:
+        return deploy_commands.run_mode(argv, 'csgd_standalone.py')
     if not (mode in ('train', 'eval') or 'magnitude' in mode or 'csgd' in mode):
         raise UserError('unknown mode %r; %s' % (mode, USAGE))
     if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:

@@ -8,7 +8,7 @@ from csgd import clustering
 from csgd.clusters_file import load_clusters, save_clusters
 from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_deviation
 from csgd.targets import parse_target_deps
-from tf_benchmarks import flops, hdf5_io, input_pipeline, records, workers
+from tf_benchmarks import flops, hdf5_io, input_pipeline, records, results, workers
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.evaluation import evaluate_file
 from tf_benchmarks.logs import LogBook, cur_time, log_important
@@ -78,7 +78,8 @@ def eval_file(model, path, data_dir, batch_size, log=print):
 
 class _Stages:
     """Shared by both methods: the init file, the target widths, the important log, the stage
-    settings, and running the stages."""
+    settings, the stages' results entries, and running the stages."""
+    METHOD = None  # 'magnitude' or 'csgd' in results.json
 
     def __init__(self, model, settings, data_dir, init_hdf5, mode, restart_from=None,
                  partial_start=False, log=print):
@@ -129,6 +130,13 @@ class _Stages:
         self.log(record_line(path, result, comment))
         return result
 
+    def stage_result(self, k, phase, path, widths, result, **extra):
+        """A stage's entry for results.json (widths, FLOPs and parameters against the init file's)."""
+        return results.stage_result(
+            self.mode, self.METHOD, self.model,
+            results.base_entry(self.model, self.init_hdf5, self.origin_deps), k, phase,
+            results.evaluation(self.model, path, widths, self.origin_deps, result), **extra)
+
     def log_structure(self, origin, target):
         before = flops.count_flops(self.model, origin)
         after = flops.count_flops(self.model, target)
@@ -151,6 +159,7 @@ class MagnitudePruning(_Stages):
     """`magnitude1`: L1-magnitude pruning of every layer to the final target width (a channel group
     ranked by the summed L1 norms of its members), then finetuning with the C-SGD schedule;
     stages `<mode>.prune` and `<mode>.finetune`."""
+    METHOD = 'magnitude'
 
     def __init__(self, model, settings, data_dir, init_hdf5=None, prefix='magnitude1', **kwargs):
         super().__init__(model, settings, data_dir, init_hdf5, prefix, **kwargs)
@@ -189,7 +198,10 @@ class MagnitudePruning(_Stages):
         self.log('%s (%s variant): pruned %s to %s, saved to %s'
                  % (self.prefix, self.s.magnitude_variant, self.init_hdf5, list(deps),
                     self.pruned_file))
-        self.eval_and_log(self.pruned_file, 'eval after magnitude pruning, before finetuning')
+        result = self.eval_and_log(self.pruned_file,
+                                   'eval after magnitude pruning, before finetuning')
+        return self.stage_result(0, 'pruned', self.pruned_file, deps, result,
+                                 variant=self.s.magnitude_variant)
 
     def finetune(self):
         pruned = hdf5_io.read_hdf5(self.pruned_file)
@@ -202,7 +214,8 @@ class MagnitudePruning(_Stages):
             return
         hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps)
         self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
-        self.eval_and_log(self.trained_file, 'eval after finetuning')
+        result = self.eval_and_log(self.trained_file, 'eval after finetuning')
+        return self.stage_result(0, 'finetuned', self.trained_file, pruned.deps, result)
 
 
 class CentripetalSGD(_Stages):
@@ -210,6 +223,7 @@ class CentripetalSGD(_Stages):
     each iteration starting from the previous one's trimmed file; stages `<mode>.itr<k>.clusters`,
     `<mode>.itr<k>.train` and `<mode>.itr<k>.trim`. A channel group is clustered once, by its first
     layer's (the pacesetter's) kernel, and all its members pull the same channels together."""
+    METHOD = 'csgd'
 
     def __init__(self, model, settings, data_dir, init_hdf5=None, prefix='csgd1',
                  clusters_file=None, **kwargs):
@@ -311,8 +325,9 @@ class Iteration:
               'I calculate eqcls by %s' % m.s.cluster_method)
         start = self.start_file()
         self.clusters(start.weights)
-        m.eval_and_log(self.start, 'eval at itr %d, cur remain deps %s'
-                       % (self.k, list(self.origin)), start)
+        result = m.eval_and_log(self.start, 'eval at itr %d, cur remain deps %s'
+                                % (self.k, list(self.origin)), start)
+        return m.stage_result(self.k, 'start', self.start, self.origin, result)
 
     def csgd_trainer(self, plans, bn_plans):
         """The C-SGD Trainer: weight decay only through the handler's decay matrix (the config's
@@ -331,16 +346,22 @@ class Iteration:
         plans = self.load_plans()
         bn_plans = clustering.bn_channel_clusters(self.trace, plans)
         trainer, handler = self.csgd_trainer(plans, bn_plans)
+        spread = next(h for h in trainer.hooks if isinstance(h, ClusterSpreadHook))
         result = trainer.run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
         hdf5_io.save_hdf5(self.f['sted'], result.weights, self.origin)
         m.log(handler.summary)
         m.log('C-SGD train completed. save to: %s' % self.f['sted'])
+        deviation = cluster_deviation(result.weights, self.trace, plans, bn_plans)
         m.log('max difference within clusters after C-SGD: %.3g (kernels and BN vectors)'
-              % cluster_deviation(result.weights, self.trace, plans, bn_plans))
-        m.eval_and_log(self.f['sted'], 'eval before trimming at itr %d, cur remain deps %s'
-                       % (self.k, list(self.origin)))
+              % deviation)
+        evaluation = m.eval_and_log(self.f['sted'], 'eval before trimming at itr %d, cur remain '
+                                    'deps %s' % (self.k, list(self.origin)))
+        return m.stage_result(self.k, 'trained', self.f['sted'], self.origin, evaluation,
+                              target_widths=list(self.target), max_cluster_difference=deviation,
+                              cluster_difference_steps=[h[0] for h in spread.history],
+                              cluster_difference=[h[1] for h in spread.history])
 
     def trim_stage(self):
         m = self.m
@@ -348,5 +369,6 @@ class Iteration:
         weights, deps = apply_surgery(self.trace, sted.weights, self.load_plans())
         hdf5_io.save_hdf5(self.f['pruned'], weights, deps)
         m.log('finished trimming at itr %d, save to %s' % (self.k, self.f['pruned']))
-        m.eval_and_log(self.f['pruned'], 'eval after trimming at itr %d, cur remain deps %s'
-                       % (self.k, list(self.target)))
+        result = m.eval_and_log(self.f['pruned'], 'eval after trimming at itr %d, cur remain deps '
+                                '%s' % (self.k, list(self.target)))
+        return m.stage_result(self.k, 'trimmed', self.f['pruned'], deps, result)

@@ -32,6 +32,7 @@ from absl import app, flags  # noqa: E402
 
 from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
 from tf_benchmarks.safe_pickle import RefusedGlobal, safe_load  # noqa: E402
+from tf_benchmarks.tf_startup import import_tensorflow  # noqa: E402
 
 DATA_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 DATA_MD5 = 'c58f30108f718f92721af3b95e74349a'
@@ -219,6 +220,7 @@ def run(dataset_dir, archive=None, batches_dir=None, synthetic=None, synthetic_t
     sources = [s for s in (archive, batches_dir, synthetic) if s is not None]
     if len(sources) > 1:
         raise UserError('pass at most one of --archive, --batches_dir and --synthetic')
+    import_tensorflow()  # without the CPU-only start-up notices
     if synthetic is not None:
         if synthetic < 10:
             raise UserError('--synthetic needs at least 10 training images, got %d' % synthetic)

@@ -38,7 +38,7 @@ def run_script(script, args, cwd, check=True):
 
 def run_driver_cases(script, cases):
     """Run a driver on many (cwd, args) command lines in one process (tests/run_cases.py); returns
-    one {'code': exit status, 'stderr': text} per case."""
+    one {'code': exit status, 'stdout': text, 'stderr': text} per case."""
     import json
     runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'run_cases.py')
     result = subprocess.run([sys.executable, runner, script, json.dumps(

@@ -1,6 +1,6 @@
 """Test helper: runs one driver's `main` on many command lines in one process (one TensorFlow
 import instead of one per case) and prints, per case, a JSON line with the exit status and what
-the driver wrote to stderr. Usage: python run_cases.py DRIVER.py '[[cwd, [args...]], ...]'."""
+the driver wrote to stdout and stderr. Usage: python run_cases.py DRIVER.py '[[cwd, [args...]], ...]'."""
 
 import contextlib
 import io
@@ -20,14 +20,15 @@ def main():
         os.chdir(cwd)
         flags.unparse_flags()
         argv = flags([script] + args)
-        err = io.StringIO()
-        with contextlib.redirect_stderr(err):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 exit_on_user_error(driver['main'])(argv)
                 code = 0
             except SystemExit as e:
                 code = e.code
-        print('CASE ' + json.dumps({'code': code, 'stderr': err.getvalue()}), flush=True)
+        print('CASE ' + json.dumps({'code': code, 'stdout': out.getvalue(),
+                                    'stderr': err.getvalue()}), flush=True)
 
 
 if __name__ == '__main__':

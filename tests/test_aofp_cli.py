@@ -1,6 +1,7 @@
 """End to end through `python aofp/aofp_standalone.py` on a tiny vc and the synthetic set: files,
 keys, log lines, resumption after an interrupt, and clear errors."""
 
+import json
 import os
 import signal
 import subprocess
@@ -67,20 +68,49 @@ def test_train_eval_prune_files_keys_and_logs(trained, synthetic_dir):
     assert top1[0] == top1[1]
     assert 'move to next move' in (work / 'bds_exps' / 'vc_reproduce_itr0_bdslog.txt').read_text()
 
+    # results.json: the three evaluations of the iteration, as the log states them
+    results = json.loads((work / 'results.json').read_text())
+    run_results = results['runs']['prune']
+    assert run_results['method'] == 'aofp' and run_results['base']['widths'] == [4, 4] + [8] * 11
+    iteration, = run_results['iterations']
+    assert [p for p in ('tuned', 'pruned', 'finetuned') if p in iteration] == \
+        ['tuned', 'pruned', 'finetuned']
+    for line, phase in zip(lines, ('tuned', 'pruned', 'finetuned')):
+        entry = iteration[phase]
+        assert entry['widths'] == widths and entry['file'] == line.split(',')[1]
+        assert '%.5f' % entry['top1'] == line.split('top1=')[1].split(',')[0]
+        assert 'flops_pruned=%.4f' % entry['flops_removed'] in line
+        assert entry['wall_s'] >= 0 and entry['images'] == 200
+    assert iteration['tuned']['target_flops_removed'] == 0.25
+    results_bytes = (work / 'results.json').read_bytes()
+
     # a finished iteration is never redone
     stamps = {p: os.path.getmtime(p) for p in (work / 'bds_exps').glob('*.hdf5')}
     out = run(['prune', '--data_dir', synthetic_dir, '--metric_limit', '10'] + PRUNE, work).stdout
     assert 'stage itr0.finetune already done' in out
     assert (work / 'bds_overall_logs.txt').read_text().splitlines() == lines
     assert stamps == {p: os.path.getmtime(p) for p in (work / 'bds_exps').glob('*.hdf5')}
+    assert (work / 'results.json').read_bytes() == results_bytes
 
     # other settings in the same directory stop at once, naming each difference
     other = work / 'other_base.hdf5'
     other.write_bytes((work / 'vc_scratch_savedweights.hdf5').read_bytes())
     args = ['prune', '--data_dir', synthetic_dir, '--metric_limit', '10'] + PRUNE
+    pruned = 'bds_exps/vc_reproduce_itr0_prunedweights.hdf5'
     outcomes = run_driver_cases(SCRIPT, [(work, args + ['--metric_limit', '5']),
                                          (work, args + ['--itr_schedule', '0.3']),
-                                         (work, args + ['--base_weights', 'other_base.hdf5'])])
+                                         (work, args + ['--base_weights', 'other_base.hdf5']),
+                                         (work, ['summary', pruned, '--base',
+                                                 'vc_scratch_savedweights.hdf5', '--json']),
+                                         (work, ['report'])])
+    summary, report = outcomes[3:]
+    assert summary['code'] == 0 and report['code'] == 0, (summary, report)
+    total = json.loads(summary['stdout'])['total']  # the FLOPs the log reports
+    assert 'flops_pruned=%.4f' % total['flops_removed'] in lines[1]
+    assert total['flops_removed'] == iteration['pruned']['flops_removed']
+    assert total['flops'] == iteration['pruned']['flops']
+    assert sorted(p.name for p in work.glob('*.png')) == ['report_prune_top1_vs_flops.png',
+                                                         'report_prune_widths.png']
     expected = ['itr0.search: metric_limit was 10.0, now 5.0', 'itr0.search: target was 0.25, now 0.3',
                 'itr0.search: start was "vc_scratch_savedweights.hdf5", now "other_base.hdf5"']
     for outcome, line in zip(outcomes, expected):

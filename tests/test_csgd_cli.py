@@ -1,6 +1,7 @@
 """End to end through `python csgd/csgd_standalone.py` on a tiny DenseNet-40 and the synthetic set:
 after csgd1 every cluster is collapsed and trimming changes no output; files, keys, logs, errors."""
 
+import json
 import os
 
 import h5py
@@ -67,10 +68,28 @@ def test_csgd1_collapses_clusters_and_trims_exactly(work, synthetic_dir):
     trimmed = predict_logits(dc40, target, pruned.weights, images)
     np.testing.assert_allclose(trimmed, full, atol=1e-4, rtol=0)
 
+    # results.json: start, trained and trimmed, and the collapse over the steps
+    results = json.loads((work / 'results.json').read_text())['runs']['csgd1']
+    iteration, = results['iterations']
+    assert results['method'] == 'csgd' and results['base']['widths'] == TINY_DEPS
+    assert iteration['start']['widths'] == iteration['trained']['widths'] == TINY_DEPS
+    assert iteration['trimmed']['widths'] == target
+    assert iteration['trimmed']['top1'] == iteration['trained']['top1']
+    assert '%.5f' % iteration['trimmed']['top1'] == _numbers(after[0])[0]
+    structure = [l for l in log if l.startswith('target structure')][0]
+    assert '(%.2f%% removed)' % (100 * iteration['trimmed']['flops_removed']) in structure
+    trained = iteration['trained']
+    steps, spread = trained['cluster_difference_steps'], trained['cluster_difference']
+    assert steps[0] == 0 and steps == sorted(steps) and len(steps) == len(spread) >= 3
+    assert spread[0] > 1e-3 and spread[-1] <= 1e-5
+    assert trained['max_cluster_difference'] <= 1e-5
+    results_bytes = (work / 'results.json').read_bytes()
+
     stamps = {p: os.path.getmtime(p) for p in work.glob('dc40_csgd1*')}
     run(['csgd1', '--data_dir', synthetic_dir, '--max_epochs', '8'] + TARGET + TINY, work)
     assert {p: os.path.getmtime(p) for p in work.glob('dc40_csgd1*')} == stamps
     assert (work / 'dc40_csgd1_important_log.txt').read_text().splitlines() == log
+    assert (work / 'results.json').read_bytes() == results_bytes
 
 
 def test_magnitude1_files_keys_and_eval(work, synthetic_dir):
@@ -87,6 +106,11 @@ def test_magnitude1_files_keys_and_eval(work, synthetic_dir):
             assert 'fc10+bias:0' in f and 'bnlast+moving_variance:0' in f
     log = (work / 'dc40_magnitude1_important_log.txt').read_text()
     assert 'eval after finetuning' in log and 'eval after magnitude pruning' in log
+    results = json.loads((work / 'results.json').read_text())['runs']
+    iteration, = results['magnitude1']['iterations']
+    assert iteration['pruned']['widths'] == iteration['finetuned']['widths'] == target
+    assert iteration['finetuned']['file'] == 'magnitude1_trained.hdf5'
+    assert 'csgd1' in results  # both runs of the directory
     out = run(['eval', 'magnitude1_trained.hdf5', '--data_dir', synthetic_dir], work).stdout
     assert 'precision @ 1 = ' in out
     record = (work / 'origin_dc40_eval_record.txt').read_text().splitlines()
@@ -110,7 +134,8 @@ def test_bad_input_gives_one_clear_error(tmp_path, synthetic_dir):
 
 def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
     """After csgd1 and magnitude1 finished above, a run with another setting stops at once,
-    naming the setting and both values, and changes nothing."""
+    naming the setting and both values, and changes nothing; `summary` counts the FLOPs the log
+    states, and `report` draws the four plots of the directory."""
     args = ['--data_dir', synthetic_dir, '--max_epochs', '8'] + TARGET + TINY
     files = {p: p.read_bytes() for p in work.iterdir() if p.is_file()}
     outcomes = run_driver_cases(SCRIPT, [
@@ -118,7 +143,10 @@ def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
         (work, ['csgd1'] + args + ['--cluster_method', 'even']),
         (work, ['csgd1'] + args + ['--centri_strength', '5']),
         (work, ['magnitude1', '--data_dir', synthetic_dir, '--max_epochs', '1', '--magnitude_variant',
-                'clean'] + TARGET + TINY)])
+                'clean'] + TARGET + TINY),
+        (work, ['summary', 'dc40_csgd1_itr0_prunedweights.hdf5', '--base',
+                'dc40_scratch_savedweights.hdf5', '--json']),
+        (work, ['report'])])
     expected = ['csgd1.itr0.clusters: target_deps was "1-1-1", now "2-1-1"',
                 'csgd1.itr0.clusters: cluster_method was "kmeans", now "even"',
                 'csgd1.itr0.train: centri_strength was 10.0, now 5.0',
@@ -126,4 +154,15 @@ def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
     for outcome, line in zip(outcomes, expected):
         assert outcome['code'] == 2 and len(error_lines(outcome['stderr'])) == 1
         assert line in outcome['stderr'] and '--restart_from' in outcome['stderr'], outcome
-    assert {p: p.read_bytes() for p in work.iterdir() if p.is_file()} == files
+    summary, report = outcomes[4:]
+    assert summary['code'] == 0 and report['code'] == 0, (summary, report)
+    total = json.loads(summary['stdout'])['total']
+    structure = [l for l in (work / 'dc40_csgd1_important_log.txt').read_text().splitlines()
+                 if l.startswith('target structure')][0]
+    assert 'FLOPs %d -> %d' % (total['base_flops'], total['flops']) in structure
+    assert 'params %d -> %d' % (total['base_params'], total['params']) in structure
+    assert sorted(p.name for p in work.glob('*.png')) == [
+        'report_csgd1_cluster_difference.png', 'report_csgd1_vs_magnitude1.png',
+        'report_csgd1_widths.png', 'report_magnitude1_widths.png']
+    assert {p: p.read_bytes() for p in work.iterdir() if p.is_file() and p.suffix != '.png'} \
+        == files

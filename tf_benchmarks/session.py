@@ -1,9 +1,11 @@
-"""Process-wide TensorFlow setup for the drivers: v1 graph mode, quiet logs, session config."""
+"""Process-wide TensorFlow setup for the drivers: v1 graph mode, quiet start-up and logs, session
+config."""
 
-import os
 import warnings
 
-os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+from tf_benchmarks.tf_startup import import_tensorflow
+
+import_tensorflow()  # before any other TensorFlow import: without the CPU-only start-up notices
 
 import tensorflow.compat.v1 as tf  # noqa: E402
 

@@ -12,6 +12,10 @@ Resume order, on every run of a command:
   4. stages run in order; a finished one is skipped, an unfinished one resumes (its trainer from its
      last checkpoint, with the logs cut back to that checkpoint or to the stage's start).
 
+A stage's `run()` may return its results (a JSON-able dict); they are stored in its record entry,
+and results.json is rebuilt from the record after every finished stage and every restart
+(tf_benchmarks/results.py).
+
 In a multi-worker run the chief (worker 0) does all of this; every other worker follows it: at each
 stage, after a barrier, it reads the chief's record and takes part in the stage's training unless the
 record says the stage is done, and it writes nothing.
@@ -30,6 +34,7 @@ from tf_benchmarks import workers
 from tf_benchmarks.errors import UserError
 from tf_benchmarks.faults import crash_point
 from tf_benchmarks.logs import LogBook
+from tf_benchmarks import results
 
 RECORD = 'run.json'
 
@@ -50,8 +55,9 @@ def _plain(value):
 
 @dataclasses.dataclass
 class Stage:
-    """One step of a command. `run()` does the work and writes `outputs`; `work_dirs` hold its
-    checkpoints. `settings` are the flags and preset values that shape its result.
+    """One step of a command. `run()` does the work and writes `outputs` (and may return results
+    for results.json); `work_dirs` hold its checkpoints. `settings` are the flags and preset
+    values that shape its result.
 
     An unfinished stage without work_dirs starts over, with the logs cut back to its start. One with
     work_dirs runs one Trainer, which cuts the logs back to its last checkpoint (or to the stage's
@@ -165,6 +171,7 @@ class StageRunner:
         for stage_name in forget:
             del record['stages'][stage_name]
         self._write(record)
+        results.rebuild(record, self.record_path)
         self.log('restarting from stage %s: forgot %s' % (name, ', '.join(forget)))
 
     # -- running ----------------------------------------------------------------------------------
@@ -191,6 +198,7 @@ class StageRunner:
         self._check_unrecorded_outputs(record)
         record['commands'].append({'argv': self.argv, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')})
         self._write(record)
+        results.rebuild(record, self.record_path)
         for stage in self.stages:
             workers.barrier()  # the other workers have read the record up to here
             entry = record['stages'].get(stage.name)
@@ -209,12 +217,15 @@ class StageRunner:
                 self.logs.rewind(entry['logs_at_start'])
             start = time.time()
             entry['inputs'] = {p: file_digest(p) for p in stage.inputs}
-            stage.run()
+            stage_results = stage.run()
+            if stage_results is not None:
+                entry['results'] = _plain(stage_results)
             entry['outputs'] = {p: file_digest(p) for p in stage.outputs}
             entry['status'] = 'done'
             entry['finished'] = time.strftime('%Y-%m-%dT%H:%M:%S')
             entry['wall_s'] = round(entry.get('wall_s', 0) + time.time() - start, 1)
             self._write(record)
+            results.rebuild(record, self.record_path)
             crash_point('between_stages')
         workers.barrier()
         return record

@@ -23,6 +23,13 @@ def clusters_from_mask(mask):
     return [[int(i)] for i in np.flatnonzero(np.asarray(mask) > 0.5)]
 
 
+def remove_masked(trace, weights, masks):
+    """Physically remove the filters an AOFP tuned file masks out ({layer: 0/1 vector}, a channel
+    group's mask given for its first layer) -> (weights, deps); exact: the pruned model computes
+    what the masked one does."""
+    return apply_surgery(trace, weights, {i: clusters_from_mask(m) for i, m in masks.items()})
+
+
 def validate_clusters(clusters, width, layer):
     seen = set()
     if not clusters:
