@@ -23,10 +23,8 @@ AOFP_TINY = ['--preset', 'smoke', '--deps', '4,4,8,8,8,8,8,8,8,8,8,8,8']
 AOFP_PRUNE = ['prune', '--deterministic', '--preset', 'smoke', '--itr_schedule', '0.2,0.4',
               '--batches_per_half', '4', '--finetune_epochs', '0.5', '--search_max_epochs', '20',
               '--metric_limit', '10', '--checkpoint_every', '3']
-CSGD_TINY = ['--preset', 'smoke', '--batch_size', '16', '--deps',
-             ','.join(map(str, [4] + [2] * 12 + [28] + [2] * 12 + [52] + [2] * 12))]
-CSGD_RUN = ['csgd1', '--deterministic', '--max_epochs', '1', '--target_deps', '1-1-1',
-            '--checkpoint_every', '7'] + CSGD_TINY
+CSGD_RUN = ['csgd1', '--deterministic', '--model', 'vc', '--preset', 'smoke', '--batch_size', '16',
+            '--max_epochs', '1', '--target_deps', '0.5', '--checkpoint_every', '7']
 STAMP = re.compile(r'\d{4},[A-Z][a-z]{2},\d{2},\d{2}:\d{2}:\d{2}')
 SEED = int(os.environ.get('KILL_TEST_SEED', random.SystemRandom().randrange(10 ** 6)))
 
@@ -107,17 +105,21 @@ def test_the_kill_test_fails_when_the_search_state_is_not_restored(aofp_base, ao
 
 
 def test_csgd1_killed_three_times_ends_as_never_killed(tmp_path_factory, synthetic_dir):
+    from helpers import random_weights
+    from tf_benchmarks import hdf5_io
+    from tf_benchmarks.models import get_model
     base = tmp_path_factory.mktemp('csgd_base')
-    run_script(CSGD, ['train', '--data_dir', synthetic_dir, '--max_epochs', '0.5'] + CSGD_TINY,
-               base)
+    deps = [4] * 13
+    hdf5_io.save_hdf5(str(base / 'vc_scratch_savedweights.hdf5'),
+                      random_weights(get_model('vc').trace(deps), 0), deps)
     outcomes = []
     for name, points in (('reference', []),
                          ('killed', _points(random.Random(SEED + 1), (3, 25), (1, 2), (1, 1)))):
         work = tmp_path_factory.mktemp(name)
-        shutil.copy(base / 'dc40_scratch_savedweights.hdf5', work)
+        shutil.copy(base / 'vc_scratch_savedweights.hdf5', work)
         _killed_then_finished([sys.executable, CSGD] + CSGD_RUN + ['--data_dir', synthetic_dir],
                               str(work), points)
-        outcomes.append(_outcome(str(work), ['dc40_csgd1_*.hdf5', 'dc40_csgd1_*.json'],
+        outcomes.append(_outcome(str(work), ['vc_csgd1_*.hdf5', 'vc_csgd1_*.json'],
                                  ['*.txt']))
-    assert len(outcomes[0][0]) == 3 and len(outcomes[0][1]['dc40_csgd1_important_log.txt']) >= 9
+    assert len(outcomes[0][0]) == 3 and len(outcomes[0][1]['vc_csgd1_important_log.txt']) >= 9
     assert outcomes[1] == outcomes[0], 'kills at %s (seed %d)' % (points, SEED)
