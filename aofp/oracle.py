@@ -25,7 +25,7 @@ from aofp.search import AofpSearch
 from csgd.clustering import filter_l1
 from tf_benchmarks import hdf5_io, input_pipeline, records
 from tf_benchmarks import session as tf_session
-from tf_benchmarks.errors import UserError
+from tf_benchmarks.errors import UserError, corrupt_record_error
 from tf_benchmarks.logs import format_duration
 from tf_benchmarks.session import tf
 from tf_benchmarks.stages import file_digest
@@ -63,9 +63,7 @@ def load_test_batches(data_dir, batch_size, num_batches):
                 except tf.errors.OutOfRangeError:
                     break
                 except tf.errors.DataLossError as e:
-                    raise UserError('corrupt record in %s (%s); re-create the data with '
-                                    'datasets/download_and_convert_cifar10.py --overwrite'
-                                    % (path, e.message.splitlines()[0]))
+                    raise corrupt_record_error(path, e)
     if not batches:
         raise UserError('%s holds no images' % path)
     return batches

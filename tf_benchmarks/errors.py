@@ -43,3 +43,10 @@ def _fail(message):
     sys.stderr.write('error: %s\n' % message)
     sys.stderr.flush()
     sys.exit(2)
+
+
+def corrupt_record_error(path, error, what='record'):
+    """The UserError for a tfrecord that TensorFlow could not read (a DataLossError)."""
+    return UserError('corrupt %s in %s (%s); re-create the data with '
+                     'datasets/download_and_convert_cifar10.py --overwrite'
+                     % (what, path, error.message.splitlines()[0]))

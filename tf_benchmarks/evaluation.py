@@ -6,7 +6,7 @@ from tf_benchmarks import session as tf_session
 from tf_benchmarks.session import tf
 from tf_benchmarks import input_pipeline, records
 from tf_benchmarks.convnet_builder import ConvNetBuilder
-from tf_benchmarks.errors import UserError
+from tf_benchmarks.errors import UserError, corrupt_record_error
 from tf_benchmarks.trainer import key_variables, load_weights
 
 
@@ -66,9 +66,7 @@ class Evaluator:
             except tf.errors.OutOfRangeError:
                 break
             except tf.errors.DataLossError as e:
-                raise UserError('corrupt record in %s (%s); re-create the data with '
-                                'datasets/download_and_convert_cifar10.py --overwrite'
-                                % (self.path, e.message.splitlines()[0]))
+                raise corrupt_record_error(self.path, e)
             for key in totals:
                 totals[key] += values[key]
         n = totals['count']

@@ -7,7 +7,7 @@ import tensorflow as tf2
 import tensorflow.compat.v1 as tf
 
 from tf_benchmarks import records
-from tf_benchmarks.errors import UserError
+from tf_benchmarks.errors import UserError, corrupt_record_error
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
 _ENDLESS = 1 << 62
@@ -85,9 +85,7 @@ def load_split(path):
                 except tf.errors.OutOfRangeError:
                     break
                 except tf.errors.DataLossError as e:
-                    raise UserError('corrupt record in %s (%s); re-create the data with '
-                                    'datasets/download_and_convert_cifar10.py --overwrite'
-                                    % (path, e.message.splitlines()[0]))
+                    raise corrupt_record_error(path, e)
                 except tf.errors.InvalidArgumentError as e:
                     raise UserError('%s holds a record that is not a CIFAR-10 image (%s); re-create '
                                     'the data with datasets/download_and_convert_cifar10.py '

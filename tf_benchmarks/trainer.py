@@ -20,7 +20,7 @@ from tf_benchmarks import session as tf_session
 from tf_benchmarks.session import tf
 from tf_benchmarks import hdf5_io, input_pipeline, replicas, workers
 from tf_benchmarks.convnet_builder import ConvNetBuilder, variable_name
-from tf_benchmarks.errors import UserError, cannot_write_message
+from tf_benchmarks.errors import UserError, cannot_write_message, corrupt_record_error
 from tf_benchmarks.faults import crash_point
 from tf_benchmarks.logs import LogBook, ProgressMeter
 
@@ -460,9 +460,7 @@ class Trainer:
                 with _signals_between_steps() as signals:
                     step, stopped = self._loop(sess, step, writer, signals)
             except tf.errors.DataLossError as e:
-                raise UserError('corrupt training record in %s (%s); re-create the data with '
-                                'datasets/download_and_convert_cifar10.py --overwrite'
-                                % (self.data.description, e.message.splitlines()[0]))
+                raise corrupt_record_error(self.data.description, e, 'training record')
             except replicas.LOST_WORKER_ERRORS as e:
                 if not self.replicas.multi_worker:
                     raise
