@@ -28,6 +28,20 @@ from tf_benchmarks.convnet_builder import ConvNetBuilder
 from tf_benchmarks.session import tf
 
 _TINY = 1e-12
+_SELECT_BY_PRODUCT = 128  # up to this many channels, select them by a matrix product (see below)
+
+
+def _select_channels(x, positions):
+    """x[..., positions] of an NHWC tensor, exactly. Up to _SELECT_BY_PRODUCT channels, as the
+    product with a one-hot [C, k] matrix (each output is one input times 1 plus exact zeros), which
+    oneDNN runs 1.5-4x faster than GatherV2 on the innermost axis; wider tensors (at small spatial
+    sizes) gather faster."""
+    channels = x.shape.as_list()[-1]
+    if channels > _SELECT_BY_PRODUCT:
+        return tf.gather(x, positions, axis=3)
+    selection = tf.one_hot(positions, channels, dtype=x.dtype, axis=0)
+    out_shape = tf.concat([tf.shape(x)[:3], tf.shape(positions)], 0)
+    return tf.reshape(tf.matmul(tf.reshape(x, [-1, channels]), selection), out_shape)
 
 
 class MaskedConvNetBuilder(ConvNetBuilder):
@@ -108,7 +122,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         if self.search:
             for t, positions in self._pending_conv:
                 def without_dropped(positions=positions):
-                    return y - self.conv2d(tf.gather(x, positions, axis=3),
+                    return y - self.conv2d(_select_channels(x, positions),
                                            tf.gather(kernel, positions, axis=2), strides, mode)
                 self._shadows.append((t, tf.cond(tf.size(positions) > 0, without_dropped,
                                                  lambda: y)))
