@@ -6,7 +6,9 @@ ones by default; in training, a variable that the search assigns before each ste
 layer whose input holds them (found from the trace's channel provenance, so after any pooling,
 concatenation, BN-ReLU or residual add in between). A masked channel is then exactly a removed one:
 its consumers never see it, which is what the physical pruning does. The loss and the logits use
-only this path.
+only this path. The mask multiplies the consumer's kernel along its input channels rather than
+the input itself: conv(x, W * m) = conv(x * m, W), value and gradients alike, for a fraction of
+the element-wise work (a kernel is far smaller than an activation).
 
 With `search=True`, each target layer t also gets score paths: the filters fed in
 `dropped_filters[t]` (a random half of its search space; in training, the nonzero entries of a
@@ -26,6 +28,20 @@ from tf_benchmarks.convnet_builder import ConvNetBuilder
 from tf_benchmarks.session import tf
 
 _TINY = 1e-12
+_SELECT_BY_PRODUCT = 128  # up to this many channels, select them by a matrix product (see below)
+
+
+def _select_channels(x, positions):
+    """x[..., positions] of an NHWC tensor, exactly. Up to _SELECT_BY_PRODUCT channels, as the
+    product with a one-hot [C, k] matrix (each output is one input times 1 plus exact zeros), which
+    oneDNN runs 1.5-4x faster than GatherV2 on the innermost axis; wider tensors (at small spatial
+    sizes) gather faster."""
+    channels = x.shape.as_list()[-1]
+    if channels > _SELECT_BY_PRODUCT:
+        return tf.gather(x, positions, axis=3)
+    selection = tf.one_hot(positions, channels, dtype=x.dtype, axis=0)
+    out_shape = tf.concat([tf.shape(x)[:3], tf.shape(positions)], 0)
+    return tf.reshape(tf.matmul(tf.reshape(x, [-1, channels]), selection), out_shape)
 
 
 class MaskedConvNetBuilder(ConvNetBuilder):
@@ -42,6 +58,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         self.variables_of_masks = {}  # layer -> (base mask, drop mask) variables (mask_variables)
         self._errors = {}          # layer -> [relative error at each consumer]
         self._shadows = []         # (target, shadow pre-BN output) of the conv being built
+        self._pending_mask = None  # the input mask of the conv or FC layer being built
         self._metrics = None
 
     @property
@@ -62,10 +79,11 @@ class MaskedConvNetBuilder(ConvNetBuilder):
                     found.append((root, seg))
         return found
 
-    def _masked(self, node):
-        """The node's tensor times the base masks of the target channels it holds."""
+    def _input_mask(self, node):
+        """The base masks of the target channels the node holds as one vector over its channels
+        (flattened NHWC: over its positions' channels), or None where it holds none."""
         if not self._targets_in(node.spec):
-            return node.tensor
+            return None
         parts = []
         for seg in node.spec.segments:
             root = self.trace.root_of(seg.producer) if seg.producer is not None else None
@@ -75,7 +93,12 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         repeats = node.spec.segments[0].repeats
         if repeats > 1:  # flattened NHWC: channel c at p * C + c
             vector = tf.tile(vector, [repeats])
-        return node.tensor * vector
+        return vector
+
+    def _masked_kernel(self, kernel):
+        """The kernel (HWIO or [in, out]) times the pending input mask along its input channels."""
+        mask, self._pending_mask = self._pending_mask, None
+        return kernel if mask is None else kernel * mask[:, None]
 
     @staticmethod
     def _positions(seg, dropped):
@@ -86,19 +109,20 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         return tf.reshape(dropped[None, :] + offsets[:, None], [-1])
 
     def _conv_input(self, index, node):
-        x = self._masked(node)
+        self._pending_mask = self._input_mask(node)
         self._shadows = []
         if self.search:
             self._pending_conv = [(t, self._positions(seg, self.dropped_filters[t]))
                                   for t, seg in self._targets_in(node.spec)]
-        return x
+        return node.tensor
 
     def _emit_conv(self, x, kernel, strides, mode):
+        kernel = self._masked_kernel(kernel)
         y = super()._emit_conv(x, kernel, strides, mode)
         if self.search:
             for t, positions in self._pending_conv:
                 def without_dropped(positions=positions):
-                    return y - self.conv2d(tf.gather(x, positions, axis=3),
+                    return y - self.conv2d(_select_channels(x, positions),
                                            tf.gather(kernel, positions, axis=2), strides, mode)
                 self._shadows.append((t, tf.cond(tf.size(positions) > 0, without_dropped,
                                                  lambda: y)))
@@ -148,15 +172,16 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         return shadow
 
     def _affine_input(self, index, node):
-        x = self._masked(node)
+        self._pending_mask = self._input_mask(node)
         self._affine_shadows = []
         self._pending_affine = [(t, self._positions(seg, self.dropped_filters[t]))
                                 for t, seg in self._targets_in(node.spec)] if self.search else []
-        return x
+        return node.tensor
 
     def _emit_affine(self, x, kernel, bias):
         """The FC output, and for each pending target the same output without its dropped inputs
         (by subtraction from this one, as for convolutions)."""
+        kernel = self._masked_kernel(kernel)
         y = super()._emit_affine(x, kernel, bias)
         for t, positions in self._pending_affine:
             self._affine_shadows.append((t, y - tf.matmul(tf.gather(x, positions, axis=1),

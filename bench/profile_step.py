@@ -3,6 +3,7 @@ with ops run one at a time (one inter-op thread, so every op's time is its own).
 
     python bench/profile_step.py --model vc
     python bench/profile_step.py --model dc40 --precision bf16
+    python bench/profile_step.py --model src110 --method aofp   # the AOFP search step (csgd: C-SGD's)
 """
 
 import argparse
@@ -19,32 +20,50 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='vc')
     parser.add_argument('--precision', default='fp32')
+    parser.add_argument('--method', default='plain', choices=('plain', 'aofp', 'csgd'),
+                        help='the step of bench/methods.py to profile')
     parser.add_argument('--batch_size', type=int, default=64)
     parser.add_argument('--top', type=int, default=12)
     args = parser.parse_args()
 
     from tf_benchmarks import session
     from bench.in_memory_batch import InMemoryBatch
+    from bench import methods
+    from tf_benchmarks.convnet_builder import ConvNetBuilder
     from tf_benchmarks.models import get_model
     from tf_benchmarks.trainer import TrainConfig, Trainer
     tf = session.tf
 
     model = get_model(args.model)
+    setup = methods.setup(args.method, model)
     config = TrainConfig(num_steps=1, batch_size=args.batch_size, lr_values=[0.01],
-                         precision=args.precision)
+                         precision=args.precision, **setup.get('config', {}))
+    handler = setup.get('grad_handler')
     trainer = Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
+                      hooks=setup.get('hooks', ()),
+                      builder_factory=setup.get('builder_factory', ConvNetBuilder),
+                      grad_handler=handler(model.trace(model.default_deps)) if handler else None,
                       log=lambda *_: None)
+    # what the training loop runs: the step and the hooks' outputs (AOFP's metrics), after each
+    # hook has set its per-step state (AOFP's masks)
+    fetches = [trainer.train_op] + [t for outputs in trainer.hook_outputs for t in outputs]
     with tf.Session(graph=trainer.graph, config=session.session_config(0, 1)) as sess:
         sess.run([trainer.init_op, tf.local_variables_initializer()])
+        for hook in trainer.hooks:
+            hook.after_create_session(sess, 0)
+
+        def run(**kwargs):
+            for hook in trainer.hooks:
+                hook.before_step(0)
+            sess.run(fetches, **kwargs)
         for _ in range(5):
-            sess.run(trainer.train_op)
+            run()
         start = time.perf_counter()
         for _ in range(5):
-            sess.run(trainer.train_op)
+            run()
         step = (time.perf_counter() - start) / 5
         metadata = tf.RunMetadata()
-        sess.run(trainer.train_op, options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE),
-                 run_metadata=metadata)
+        run(options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE), run_metadata=metadata)
     by_type = collections.defaultdict(lambda: [0, 0])
     for device in metadata.step_stats.dev_stats:
         for node in device.node_stats:
@@ -53,9 +72,9 @@ def main():
             by_type[kind][0] += node.all_end_rel_micros
             by_type[kind][1] += 1
     total = sum(v[0] for v in by_type.values())
-    print('%s %s batch %d: %.0f ms per step untraced (%.1f images/s); traced ops sum to %.0f ms'
-          % (args.model, args.precision, args.batch_size, 1000 * step, args.batch_size / step,
-             total / 1000))
+    print('%s %s %s batch %d: %.0f ms per step untraced (%.1f images/s); traced ops sum to %.0f ms'
+          % (args.model, args.method, args.precision, args.batch_size, 1000 * step,
+             args.batch_size / step, total / 1000))
     print('| op type | ms | ops | share |')
     print('|---|---|---|---|')
     rows = sorted(by_type.items(), key=lambda kv: -kv[1][0])

@@ -4,14 +4,17 @@ project's own figures, each as a ratio to a baseline measured in the same invoca
 
     python bench/train_throughput.py                       # everything, 3 rounds
     python bench/train_throughput.py --sections train --models vc --rounds 1
+    python bench/train_throughput.py --sections aofp,csgd --models vc,dc40,src56,src110
 
 Sections:
   train     vc and dc40 training, batch 64, fp32, NHWC/channels-last, Nesterov momentum 0.9, L2 1e-4
             on kernels, BN decay 0.9 / eps 1e-3, one fixed in-memory batch: ours vs Keras vs PyTorch
   bf16      the same with bfloat16 compute (ours: --precision bf16; PyTorch: CPU autocast)
   pipeline  vc training fed from the real tfrecords (decode, pad-crop-flip, shuffle) vs in memory
-  aofp      vc training step with the AOFP search (all 13 layers) vs a plain vc step
-  csgd      dc40 training step with C-SGD (all 39 layers clustered, 3-3-3) vs a plain dc40 step
+  aofp      a training step with the AOFP search vs a plain step, for vc (all 13 layers), src56 and
+            src110 (the internal layer of every block, 27 / 54) among --models
+  csgd      a training step with C-SGD vs a plain step, for dc40 (all 39 layers clustered, 3-3-3),
+            src56 and src110 (every channel group to 5/8, tied groups included) among --models
   eval      evaluation images/s (vc, test split, batch 500, median of 5 exact passes)
   infer     inference of a pruned vc (-65.8% FLOPs) vs the full vc, at batch 64 and batch 1
   replicas  vc and dc40 training with --strategy mirrored on --num_devices devices (GPUs where
@@ -33,8 +36,10 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from bench.methods import AOFP_MODELS, CSGD_MODELS  # noqa: E402
 
 SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas')
+PEER_MODELS = ('vc', 'dc40')           # the models built in Keras and PyTorch too
 PRUNED_VC = (40, 40, 72, 80, 152, 152, 152, 288, 288, 288, 256, 256, 256)
 SUBSET = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
 
@@ -49,7 +54,7 @@ def _deps(args, model):
 
 
 # -- this project ---------------------------------------------------------------------------------
-def _train_ours(args, builder_factory=None, grad_handler=None, hooks=()):
+def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=None):
     from tf_benchmarks.convnet_builder import ConvNetBuilder
     from bench.in_memory_batch import InMemoryBatch
     from tf_benchmarks.models import get_model
@@ -64,7 +69,7 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=()):
     config = TrainConfig(num_steps=args.warmup + args.steps, batch_size=args.batch_size,
                          lr_values=[0.01], display_every=10 ** 9, summary_every=0,
                          checkpoint_every=0, checkpoint_secs=float('inf'),
-                         precision=args.precision)
+                         precision=args.precision, **(config or {}))
     model = get_model(args.model)
     deps = _deps(args, model)
     data = args.data if args.data != 'memory' else InMemoryBatch()
@@ -89,34 +94,15 @@ def run_mirrored(args):
 
 
 def run_aofp(args):
-    """A vc step with all 13 layers searched (no decisions in the timed steps)."""
-    import numpy as np
-    from aofp.pipeline import masked_builder_factory
-    from aofp.search import AofpSearch
-    from aofp.search_hook import SearchHook
+    from bench import methods
     from tf_benchmarks.models import get_model
-    deps = get_model('vc').default_deps
-    layers = list(range(len(deps)))
-    search = AofpSearch([np.ones(d, np.float32) for d in deps], 10 ** 9, 0.01, 0,
-                        lambda widths: 0.0, 1.0)
-    hook = SearchHook(search, layers, os.devnull, remain_log_steps=0)
-    _train_ours(args, masked_builder_factory(layers, search=True), hooks=[hook])
+    _train_ours(args, **methods.setup('aofp', get_model(args.model)))
 
 
 def run_csgd(args):
-    """A dc40 step with C-SGD on all 39 layers (k-means-free even clusters to the 3-3-3 widths)."""
-    from csgd import clustering
-    from csgd.centripetal import CentripetalHandler
-    from csgd.targets import with_stage_widths
+    from bench import methods
     from tf_benchmarks.models import get_model
-    deps = get_model('dc40').default_deps
-    target = with_stage_widths(deps, '3-3-3')
-
-    def handler(trace):
-        plans = {l: clustering.even_clusters(d, t) for l, (d, t) in enumerate(zip(deps, target))}
-        return CentripetalHandler(trace, plans, clustering.bn_channel_clusters(trace, plans),
-                                  1e-4, 3e-3)
-    _train_ours(args, grad_handler=handler)
+    _train_ours(args, **methods.setup('csgd', get_model(args.model)))
 
 
 def _random_weights(trace):
@@ -367,18 +353,20 @@ def plan(args, frameworks, data):
     if 'train' in sections:
         for m in models:
             groups.append([ours[m]] + [Job('%s %s' % (m, fw), fw, m) for fw in frameworks
-                                       if fw != 'ours'])
+                                       if fw != 'ours' and m in PEER_MODELS])
     if 'bf16' in sections:
         for m in models:
             groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16')] +
                           ([Job('%s torch bf16' % m, 'torch', m, 'bf16')]
-                           if 'torch' in frameworks else []))
+                           if 'torch' in frameworks and m in PEER_MODELS else []))
     if 'pipeline' in sections and 'vc' in models:
         groups.append([ours['vc'], Job('vc ours tfrecords', 'ours', 'vc', data=data)])
-    if 'aofp' in sections and 'vc' in models:
-        groups.append([ours['vc'], Job('vc AOFP search', 'aofp', 'vc')])
-    if 'csgd' in sections and 'dc40' in models:
-        groups.append([ours['dc40'], Job('dc40 C-SGD', 'csgd', 'dc40')])
+    if 'aofp' in sections:
+        for m in [m for m in models if m in AOFP_MODELS]:
+            groups.append([ours[m], Job('%s AOFP search' % m, 'aofp', m)])
+    if 'csgd' in sections:
+        for m in [m for m in models if m in CSGD_MODELS]:
+            groups.append([ours[m], Job('%s C-SGD' % m, 'csgd', m)])
     if 'eval' in sections and 'vc' in models:
         groups.append([Job('vc eval', 'eval', 'vc', data=data)])
     if 'replicas' in sections:
@@ -415,8 +403,11 @@ def report(groups):
             ratio(key, '%s ours' % m)
     ratio('vc ours tfrecords', 'vc ours', '>= 0.97x')
     # step-time ratios: the inverse of the images/s ratios
-    ratio('vc ours', 'vc AOFP search', '<= 1.35x', 'AOFP search step / plain vc step')
-    ratio('dc40 ours', 'dc40 C-SGD', '<= 1.05x', 'C-SGD step / plain dc40 step')
+    for m in AOFP_MODELS:
+        ratio('%s ours' % m, '%s AOFP search' % m, '<= 1.15x' if m == 'vc' else '<= 1.35x',
+              'AOFP search step / plain %s step' % m)
+    for m in CSGD_MODELS:
+        ratio('%s ours' % m, '%s C-SGD' % m, '<= 1.05x', 'C-SGD step / plain %s step' % m)
     for batch in (64, 1):
         ratio('vc infer pruned b%d' % batch, 'vc infer full b%d' % batch,
               '>= 2.2x' if batch == 64 else '')

@@ -1,0 +1,94 @@
+"""The cost of a method's training step relative to a plain one, robust to a shared CPU: one process
+builds both training graphs (bench/methods.py) and alternates blocks of steps between them, so a
+load that comes and goes hits both alike; the ratio is the median over the block pairs.
+
+    python bench/paired_steps.py --model src110 --method aofp
+    python bench/paired_steps.py --model dc40 --method csgd --pairs 12 --block 3
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _session(method, model, args):
+    """(session, run one step) of a Trainer's graph for `method`, initialized and warmed up."""
+    from bench import methods
+    from bench.in_memory_batch import InMemoryBatch
+    from tf_benchmarks import session
+    from tf_benchmarks.convnet_builder import ConvNetBuilder
+    from tf_benchmarks.trainer import TrainConfig, Trainer
+    tf = session.tf
+    setup = methods.setup(method, model)
+    config = TrainConfig(num_steps=1, batch_size=args.batch_size, lr_values=[0.01],
+                         precision=args.precision, **setup.get('config', {}))
+    handler = setup.get('grad_handler')
+    trainer = Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
+                      hooks=setup.get('hooks', ()),
+                      builder_factory=setup.get('builder_factory', ConvNetBuilder),
+                      grad_handler=handler(model.trace(model.default_deps)) if handler else None,
+                      log=lambda *_: None)
+    # what the training loop runs: the hooks' per-step state (AOFP's masks), then the step with the
+    # hooks' outputs (AOFP's metrics)
+    fetches = [trainer.train_op] + [t for outputs in trainer.hook_outputs for t in outputs]
+    with trainer.graph.as_default():
+        local_init = tf.local_variables_initializer()
+    sess = tf.Session(graph=trainer.graph, config=session.session_config())
+    sess.run([trainer.init_op, local_init])
+    for hook in trainer.hooks:
+        hook.after_create_session(sess, 0)
+
+    def step():
+        for hook in trainer.hooks:
+            hook.before_step(0)
+        sess.run(fetches)
+    for _ in range(args.warmup):
+        step()
+    return sess, step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', default='src56')
+    parser.add_argument('--method', default='aofp', choices=('aofp', 'csgd'))
+    parser.add_argument('--precision', default='fp32')
+    parser.add_argument('--batch_size', type=int, default=64)
+    parser.add_argument('--pairs', type=int, default=10, help='alternations')
+    parser.add_argument('--block', type=int, default=3, help='timed steps per block')
+    parser.add_argument('--warmup', type=int, default=5)
+    args = parser.parse_args()
+
+    from tf_benchmarks.models import get_model
+    model = get_model(args.model)
+    runs = {name: _session(name, model, args) for name in ('plain', args.method)}
+    times = {name: [] for name in runs}
+    for i in range(args.pairs):
+        for name in (('plain', args.method) if i % 2 == 0 else (args.method, 'plain')):
+            step = runs[name][1]
+            start = time.perf_counter()
+            for _ in range(args.block):
+                step()
+            times[name].append((time.perf_counter() - start) / args.block)
+    for sess, _ in runs.values():
+        sess.close()
+
+    def median(values):
+        values = sorted(values)
+        return values[len(values) // 2] if len(values) % 2 else \
+            (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    ratios = [m / p for m, p in zip(times[args.method], times['plain'])]
+    load = os.getloadavg()[0]
+    print('%s %s batch %d: plain %.0f ms, %s %.0f ms per step (medians of %d blocks of %d); '
+          '%s / plain %.3fx (median of the pairs; quartiles %.3f-%.3f); load average %.2f'
+          % (args.model, args.precision, args.batch_size, 1000 * median(times['plain']),
+             args.method, 1000 * median(times[args.method]), args.pairs, args.block, args.method,
+             median(ratios), sorted(ratios)[len(ratios) // 4],
+             sorted(ratios)[(3 * len(ratios)) // 4], load))
+
+
+if __name__ == '__main__':
+    main()
