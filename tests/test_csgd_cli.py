@@ -139,12 +139,12 @@ def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
     """After csgd1 and magnitude1 finished above, a run with another setting stops at once,
     naming the setting and both values, and changes nothing; `summary` counts the FLOPs the log
     states, and `report` draws the four plots of the directory."""
-    args = ['--data_dir', synthetic_dir, '--max_epochs', '8'] + TARGET + TINY
+    args = ['--data_dir', synthetic_dir] + COLLAPSE + TARGET + TINY
     files = {p: p.read_bytes() for p in work.iterdir() if p.is_file()}
     outcomes = run_driver_cases(SCRIPT, [
         (work, ['csgd1'] + args + ['--target_deps', '2-1-1']),
         (work, ['csgd1'] + args + ['--cluster_method', 'even']),
-        (work, ['csgd1'] + args + ['--centri_strength', '5']),
+        (work, ['csgd1'] + args + ['--centri_strength', '5']),  # the last one counts
         (work, ['magnitude1', '--data_dir', synthetic_dir, '--max_epochs', '1', '--magnitude_variant',
                 'clean'] + TARGET + TINY),
         (work, ['summary', 'dc40_csgd1_itr0_prunedweights.hdf5', '--base',
@@ -152,7 +152,7 @@ def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
         (work, ['report'])])
     expected = ['csgd1.itr0.clusters: target_deps was "1-1-1", now "2-1-1"',
                 'csgd1.itr0.clusters: cluster_method was "kmeans", now "even"',
-                'csgd1.itr0.train: centri_strength was 10.0, now 5.0',
+                'csgd1.itr0.train: centri_strength was 30.0, now 5.0',
                 'magnitude1.prune: variant was "original", now "clean"']
     for outcome, line in zip(outcomes, expected):
         assert outcome['code'] == 2 and len(error_lines(outcome['stderr'])) == 1
