@@ -45,3 +45,20 @@ def setup(method, model):
     """{builder_factory, hooks, grad_handler (trace -> handler), config (TrainConfig overrides)},
     the entries that differ from a plain step's."""
     return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd}[method](model)
+
+
+def step_trainer(setup, model, batch_size, precision):
+    """A Trainer of `model` at its default widths with a `setup` (see `setup`), on the in-memory
+    batch, for timing and profiling its steps outside the training loop."""
+    import tempfile
+    from bench.in_memory_batch import InMemoryBatch
+    from tf_benchmarks.convnet_builder import ConvNetBuilder
+    from tf_benchmarks.trainer import TrainConfig, Trainer
+    config = TrainConfig(num_steps=1, batch_size=batch_size, lr_values=[0.01],
+                         precision=precision, **setup.get('config', {}))
+    handler = setup.get('grad_handler')
+    return Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
+                   hooks=setup.get('hooks', ()),
+                   builder_factory=setup.get('builder_factory', ConvNetBuilder),
+                   grad_handler=handler(model.trace(model.default_deps)) if handler else None,
+                   log=lambda *_: None)

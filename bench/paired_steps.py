@@ -9,7 +9,6 @@ load that comes and goes hits both alike; the ratio is the median over the block
 import argparse
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,20 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def _session(method, model, args):
     """(session, run one step) of a Trainer's graph for `method`, initialized and warmed up."""
     from bench import methods
-    from bench.in_memory_batch import InMemoryBatch
     from tf_benchmarks import session
-    from tf_benchmarks.convnet_builder import ConvNetBuilder
-    from tf_benchmarks.trainer import TrainConfig, Trainer
     tf = session.tf
-    setup = methods.setup(method, model)
-    config = TrainConfig(num_steps=1, batch_size=args.batch_size, lr_values=[0.01],
-                         precision=args.precision, **setup.get('config', {}))
-    handler = setup.get('grad_handler')
-    trainer = Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
-                      hooks=setup.get('hooks', ()),
-                      builder_factory=setup.get('builder_factory', ConvNetBuilder),
-                      grad_handler=handler(model.trace(model.default_deps)) if handler else None,
-                      log=lambda *_: None)
+    trainer = methods.step_trainer(methods.setup(method, model), model, args.batch_size,
+                                   args.precision)
     # what the training loop runs: the hooks' per-step state (AOFP's masks), then the step with the
     # hooks' outputs (AOFP's metrics)
     fetches = [trainer.train_op] + [t for outputs in trainer.hook_outputs for t in outputs]

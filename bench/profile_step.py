@@ -10,7 +10,6 @@ import argparse
 import collections
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,23 +26,13 @@ def main():
     args = parser.parse_args()
 
     from tf_benchmarks import session
-    from bench.in_memory_batch import InMemoryBatch
     from bench import methods
-    from tf_benchmarks.convnet_builder import ConvNetBuilder
     from tf_benchmarks.models import get_model
-    from tf_benchmarks.trainer import TrainConfig, Trainer
     tf = session.tf
 
     model = get_model(args.model)
-    setup = methods.setup(args.method, model)
-    config = TrainConfig(num_steps=1, batch_size=args.batch_size, lr_values=[0.01],
-                         precision=args.precision, **setup.get('config', {}))
-    handler = setup.get('grad_handler')
-    trainer = Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
-                      hooks=setup.get('hooks', ()),
-                      builder_factory=setup.get('builder_factory', ConvNetBuilder),
-                      grad_handler=handler(model.trace(model.default_deps)) if handler else None,
-                      log=lambda *_: None)
+    trainer = methods.step_trainer(methods.setup(args.method, model), model, args.batch_size,
+                                   args.precision)
     # what the training loop runs: the step and the hooks' outputs (AOFP's metrics), after each
     # hook has set its per-step state (AOFP's masks)
     fetches = [trainer.train_op] + [t for outputs in trainer.hook_outputs for t in outputs]
