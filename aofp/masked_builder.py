@@ -24,6 +24,7 @@ layers there is one: the next layer, as in the original). Everything runs in the
 single forward pass; no gradient flows through the score paths.
 """
 
+from tf_benchmarks.batch_norm import batch_norm_training
 from tf_benchmarks.convnet_builder import ConvNetBuilder
 from tf_benchmarks.session import tf
 
@@ -162,8 +163,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         bn = next(b for b in self.trace.bns if b.scope == scope)
         gamma, beta = self.variables[scope + '/gamma'], self.variables[scope + '/beta']
         if self.phase_train:
-            shadow, _, _ = tf.nn.fused_batch_norm(shadow, gamma, beta, epsilon=bn.epsilon,
-                                                  is_training=True)
+            shadow, _, _ = batch_norm_training(shadow, gamma, beta, bn.epsilon)
         else:
             shadow, _, _ = tf.nn.fused_batch_norm(
                 shadow, gamma, beta, mean=self.variables[scope + '/moving_mean'],

@@ -17,6 +17,9 @@ Sections:
             src56 and src110 (every channel group to 5/8, tied groups included) among --models
   eval      evaluation images/s (vc, test split, batch 500, median of 5 exact passes)
   infer     inference of a pruned vc (-65.8% FLOPs) vs the full vc, at batch 64 and batch 1
+  bn        training with the aligned batch norm (tf_benchmarks/batch_norm.py, the default) vs
+            oneDNN's plain fused kernel (AOFP_CSGD_ALIGNED_BN=0), fp32 and bf16, for dc40 and a
+            pruned vc (widths 40, 72, 152: not multiples of 16) among --models
   replicas  vc and dc40 training with --strategy mirrored on --num_devices devices (GPUs where
             present, else logical CPU devices) vs the default strategy, the same global batch
 Every measurement runs in its own worker process (Keras 3 needs eager TF2, the project uses v1 graph
@@ -38,7 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from bench.methods import AOFP_MODELS, CSGD_MODELS  # noqa: E402
 
-SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas')
+SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas', 'bn')
 PEER_MODELS = ('vc', 'dc40')           # the models built in Keras and PyTorch too
 PRUNED_VC = (40, 40, 72, 80, 152, 152, 152, 288, 288, 288, 256, 256, 256)
 SUBSET = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
@@ -300,8 +303,9 @@ class Job:
     """One kind of measurement: a worker with its arguments, measured once per round."""
 
     def __init__(self, key, worker, model, precision='fp32', data='memory', deps=None,
-                 batch_size=None, extra=()):
+                 batch_size=None, extra=(), env=None):
         self.key, self.worker, self.model, self.extra = key, worker, model, list(extra)
+        self.env = env or {}
         self.precision, self.data, self.deps, self.batch_size = precision, data, deps, batch_size
         self.results = []
 
@@ -313,7 +317,7 @@ class Job:
         if self.deps:
             cmd += ['--deps', ','.join(map(str, self.deps))]
         cmd += self.extra
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **self.env)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         for line in proc.stdout.splitlines():
             if line.startswith('RESULT '):
@@ -378,6 +382,14 @@ def plan(args, frameworks, data):
             groups.append([Job('vc infer full b%d' % batch, 'infer', 'vc', batch_size=batch),
                            Job('vc infer pruned b%d' % batch, 'infer', 'vc', deps=PRUNED_VC,
                                batch_size=batch)])
+    if 'bn' in sections:
+        for m, deps, label in (('dc40', None, 'dc40'), ('vc', PRUNED_VC, 'pruned vc')):
+            for precision in ('fp32', 'bf16') if m in models else ():
+                suffix = '' if precision == 'fp32' else ' bf16'
+                groups.append([Job('%s aligned BN%s' % (label, suffix), 'ours', m, precision,
+                                   deps=deps),
+                               Job('%s fused BN%s' % (label, suffix), 'ours', m, precision,
+                                   deps=deps, env={'AOFP_CSGD_ALIGNED_BN': '0'})])
     return groups
 
 
@@ -402,6 +414,13 @@ def report(groups):
         for key in [k for k in jobs if k.startswith('%s mirrored' % m)]:
             ratio(key, '%s ours' % m)
     ratio('vc ours tfrecords', 'vc ours', '>= 0.97x')
+    for label in ('dc40', 'pruned vc'):
+        for suffix in ('', ' bf16'):
+            a, b = '%s aligned BN%s' % (label, suffix), '%s fused BN%s' % (label, suffix)
+            ratio(a, b)
+            if a in jobs and b in jobs:
+                rows.append(('peak RSS %s / %s, MB' % (a, b), '%.0f / %.0f' % (
+                    jobs[a].peak_rss_mb, jobs[b].peak_rss_mb), '', ''))
     # step-time ratios: the inverse of the images/s ratios
     for m in AOFP_MODELS:
         ratio('%s ours' % m, '%s AOFP search' % m, '<= 1.15x' if m == 'vc' else '<= 1.35x',

@@ -4,6 +4,7 @@
 import tensorflow.compat.v1 as tf
 from tensorflow.python.training import moving_averages
 
+from tf_benchmarks.batch_norm import batch_norm_training
 from tf_benchmarks.network_trace import NetworkBuilder
 
 _INITIALIZERS = {
@@ -31,7 +32,8 @@ class ConvNetBuilder(NetworkBuilder):
     `self.batch_statistics`, for a trainer that averages them over replicas first. With
     `conv_dtype=tf.bfloat16` the convolutions compute in bfloat16 (inputs and kernels cast, outputs
     cast back); variables, activations, BN, pooling, FC layers and logits stay float32, because the
-    CPU's bfloat16 batch norm and element-wise kernels are slower than the float32 ones.
+    CPU's bfloat16 batch norm and element-wise kernels are slower than the float32 ones. Training-mode
+    BN goes through `batch_norm.batch_norm_training` (oneDNN's fast path for any channel count).
     """
 
     def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, conv_dtype=tf.float32,
@@ -78,8 +80,7 @@ class ConvNetBuilder(NetworkBuilder):
 
     def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
         if self.phase_train:
-            y, batch_mean, batch_var = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
-                                                              is_training=True)
+            y, batch_mean, batch_var = batch_norm_training(x, gamma, beta, epsilon)
             for var, value in ((mean, batch_mean), (variance, batch_var)):
                 self.batch_statistics.append((var, value, decay))
                 if not self.moving_average_updates:
