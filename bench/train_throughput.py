@@ -17,9 +17,14 @@ Sections:
             src56 and src110 (every channel group to 5/8, tied groups included) among --models
   eval      evaluation images/s (vc, test split, batch 500, median of 5 exact passes)
   infer     inference of a pruned vc (-65.8% FLOPs) vs the full vc, at batch 64 and batch 1
+  routes    vc and dc40 training with routes tried and not kept, against the default in fp32 and
+            bf16: one inter-op thread (--inter_threads 1; TensorFlow's default is one per core) and
+            oneDNN's automatic bfloat16 graph rewrite of the fp32 graph (--onednn_bf16_rewrite),
+            and bf16 activations end to end (--bf16_activations: BN, ReLU, pooling and
+            concatenations in bfloat16, float32 from the global pooling on)
   bn        training with the aligned batch norm (tf_benchmarks/batch_norm.py, the default) vs
             oneDNN's plain fused kernel (AOFP_CSGD_ALIGNED_BN=0), fp32 and bf16, for dc40 and a
-            pruned vc (widths 40, 72, 152: not multiples of 16) among --models
+            vc pruned to widths that are not multiples of 8 (PRUNED_VC_ODD) among --models
   replicas  vc and dc40 training with --strategy mirrored on --num_devices devices (GPUs where
             present, else logical CPU devices) vs the default strategy, the same global batch
 Every measurement runs in its own worker process (Keras 3 needs eager TF2, the project uses v1 graph
@@ -41,9 +46,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from bench.methods import AOFP_MODELS, CSGD_MODELS  # noqa: E402
 
-SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas', 'bn')
+SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas', 'routes',
+            'bn')
 PEER_MODELS = ('vc', 'dc40')           # the models built in Keras and PyTorch too
 PRUNED_VC = (40, 40, 72, 80, 152, 152, 152, 288, 288, 288, 256, 256, 256)
+# a vc pruned to widths that are not multiples of 8, as AOFP's moves leave them
+PRUNED_VC_ODD = (36, 44, 76, 84, 156, 148, 140, 292, 284, 276, 252, 244, 236)
 SUBSET = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
 
 
@@ -85,8 +93,50 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=
     _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
 
 
+def _bf16_activations_builder():
+    """ConvNetBuilder whose convolution outputs stay bfloat16, so that BN (float32 scale and
+    offset), ReLU, pooling and concatenations run in bfloat16 up to the global pooling."""
+    from tf_benchmarks.convnet_builder import ConvNetBuilder
+    from tf_benchmarks.session import tf
+
+    class Bf16Activations(ConvNetBuilder):
+        def conv2d(self, x, kernel, strides, mode):
+            if mode == 'SAME_RESNET':
+                raise ValueError('the bf16-activations route is measured on vc and dc40 only')
+            return tf.nn.conv2d(tf.cast(x, tf.bfloat16), tf.cast(kernel, tf.bfloat16),
+                                [1, strides[0], strides[1], 1], mode)
+
+        def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
+            y, batch_mean, batch_var = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
+                                                              is_training=True)
+            self.batch_statistics += [(mean, batch_mean, decay), (variance, batch_var, decay)]
+            return y
+
+        def _emit_concat(self, xs):
+            return tf.concat([tf.cast(x, tf.bfloat16) for x in xs], axis=3)
+
+        def _emit_spatial_mean(self, x):
+            return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2])
+
+        def _emit_flatten(self, x, size):
+            return tf.reshape(tf.cast(x, tf.float32), [-1, size])
+    return Bf16Activations
+
+
 def run_ours(args):
-    _train_ours(args)
+    if args.onednn_bf16_rewrite:  # grappler's oneDNN auto mixed precision on the fp32 graph
+        from tensorflow.core.protobuf import rewriter_config_pb2
+        from tf_benchmarks import session
+        plain = session.session_config
+
+        def rewritten(*a, **k):
+            config = plain(*a, **k)
+            config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
+                rewriter_config_pb2.RewriterConfig.ON)
+            return config
+        session.session_config = rewritten
+    _train_ours(args, config=dict(inter_threads=args.inter_threads),
+                builder_factory=_bf16_activations_builder() if args.bf16_activations else None)
 
 
 def run_mirrored(args):
@@ -382,8 +432,19 @@ def plan(args, frameworks, data):
             groups.append([Job('vc infer full b%d' % batch, 'infer', 'vc', batch_size=batch),
                            Job('vc infer pruned b%d' % batch, 'infer', 'vc', deps=PRUNED_VC,
                                batch_size=batch)])
+    if 'routes' in sections:
+        for m in models:
+            groups.append([Job('%s ours' % m, 'ours', m),
+                           Job('%s inter_op 1' % m, 'ours', m, extra=['--inter_threads', '1'])])
+            groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16'),
+                           Job('%s inter_op 1 bf16' % m, 'ours', m, 'bf16',
+                               extra=['--inter_threads', '1']),
+                           Job('%s oneDNN bf16 rewrite' % m, 'ours', m,
+                               extra=['--onednn_bf16_rewrite']),
+                           Job('%s bf16 activations' % m, 'ours', m, 'bf16',
+                               extra=['--bf16_activations'])])
     if 'bn' in sections:
-        for m, deps, label in (('dc40', None, 'dc40'), ('vc', PRUNED_VC, 'pruned vc')):
+        for m, deps, label in (('dc40', None, 'dc40'), ('vc', PRUNED_VC_ODD, 'pruned vc')):
             for precision in ('fp32', 'bf16') if m in models else ():
                 suffix = '' if precision == 'fp32' else ' bf16'
                 groups.append([Job('%s aligned BN%s' % (label, suffix), 'ours', m, precision,
@@ -406,7 +467,8 @@ def report(groups):
                          '%.2fx' % (jobs[a].median / jobs[b].median), target))
     for key, job in jobs.items():
         rows.append((key, '%.1f' % job.median, '', ''))
-    for m, target_torch, target_keras in (('vc', '>= 1.15x', '>= 1.5x'), ('dc40', '>= 1.0x', '')):
+    for m, target_torch, target_keras in (('vc', '>= 1.15x', '>= 1.5x'),
+                                                       ('dc40', '>= 1.05x', '>= 1.1x')):
         ratio('%s ours' % m, '%s torch' % m, target_torch)
         ratio('%s ours' % m, '%s keras' % m, target_keras)
         ratio('%s ours bf16' % m, '%s ours' % m)
@@ -414,6 +476,11 @@ def report(groups):
         for key in [k for k in jobs if k.startswith('%s mirrored' % m)]:
             ratio(key, '%s ours' % m)
     ratio('vc ours tfrecords', 'vc ours', '>= 0.97x')
+    for m in ('vc', 'dc40'):
+        ratio('%s inter_op 1' % m, '%s ours' % m)
+        ratio('%s inter_op 1 bf16' % m, '%s ours bf16' % m)
+        ratio('%s oneDNN bf16 rewrite' % m, '%s ours bf16' % m)
+        ratio('%s bf16 activations' % m, '%s ours bf16' % m)
     for label in ('dc40', 'pruned vc'):
         for suffix in ('', ' bf16'):
             a, b = '%s aligned BN%s' % (label, suffix), '%s fused BN%s' % (label, suffix)
@@ -465,6 +532,9 @@ def main():
     parser.add_argument('--precision', default='fp32', help=argparse.SUPPRESS)
     parser.add_argument('--data', default='memory', help=argparse.SUPPRESS)
     parser.add_argument('--deps', help=argparse.SUPPRESS)
+    parser.add_argument('--inter_threads', type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument('--onednn_bf16_rewrite', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--bf16_activations', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         args.model = args.models

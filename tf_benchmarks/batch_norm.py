@@ -1,11 +1,12 @@
 """Training-mode batch normalization with `tf.nn.fused_batch_norm`'s results, kept on oneDNN's fast
-path when the channel count is not a multiple of 16 (DenseNet's 28, 52, ... channels, pruned widths),
-where oneDNN's training kernels run several times slower per element.
+path when the channel count is not a multiple of 8 (DenseNet's 28, 52, ... channels, many pruned
+widths), where oneDNN's training kernels run 2-10 times slower per element.
 
 The batch statistics come from a fused BN over the same memory viewed as k times fewer rows of k*C
 channels (k*C a multiple of 16), combined per channel; the normalization and the backward pass use
 only inference-mode kernels in that view with per-channel values tiled k times. The function is the
-same, so only float rounding differs from `tf.nn.fused_batch_norm`.
+same, so only float rounding differs from `tf.nn.fused_batch_norm`. At a multiple of 8 that is not
+one of 16 (k = 2) the view measured no faster than the fused kernel, so it is not used there.
 """
 
 import math
@@ -57,12 +58,14 @@ def batch_norm_training(x, gamma, beta, epsilon, aligned=None):
     """(y, batch mean, batch variance with Bessel's correction) of an NHWC float32 `x`, as
     `tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)`; y is normalized
     with the biased variance. `aligned` selects the aligned view; by default it is taken on a oneDNN
-    CPU (`aligned_enabled()`) for tensors of MIN_ELEMENTS or more (any size if the batch is unknown).
+    CPU (`aligned_enabled()`) for channels that are not a multiple of 8 and tensors of MIN_ELEMENTS
+    or more (any size if the batch is unknown).
     """
     k = rows_per_view(x)
     if aligned is None:
         n, h, w, channels = x.shape.as_list()
-        aligned = aligned_enabled() and (n is None or n * h * w * channels >= MIN_ELEMENTS)
+        aligned = (aligned_enabled() and channels % 8 != 0
+                   and (n is None or n * h * w * channels >= MIN_ELEMENTS))
     if not aligned or k == 1:
         return tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)
     return _aligned(x, tf.convert_to_tensor(gamma), tf.convert_to_tensor(beta), epsilon, k)
