@@ -59,7 +59,8 @@ def batch_norm_training(x, gamma, beta, epsilon, aligned=None):
     `tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)`; y is normalized
     with the biased variance. `aligned` selects the aligned view; by default it is taken on a oneDNN
     CPU (`aligned_enabled()`) for channels that are not a multiple of 8 and tensors of MIN_ELEMENTS
-    or more (any size if the batch is unknown).
+    or more (any size if the batch is unknown). In the aligned view the two statistics carry no
+    gradient: they are for the moving averages, as the trainer uses them.
     """
     k = rows_per_view(x)
     if aligned is None:
