@@ -62,3 +62,18 @@ def step_trainer(setup, model, batch_size, precision):
                    builder_factory=setup.get('builder_factory', ConvNetBuilder),
                    grad_handler=handler(model.trace(model.default_deps)) if handler else None,
                    log=lambda *_: None)
+
+
+def step_runner(trainer, session):
+    """A function running one step of `trainer` in `session` as the training loop does: each hook
+    sets its per-step state (AOFP's masks), then the step runs with the hooks' outputs (AOFP's
+    metrics); its keyword arguments go to `session.run`. Calls the hooks' after_create_session."""
+    fetches = [trainer.train_op] + [t for outputs in trainer.hook_outputs for t in outputs]
+    for hook in trainer.hooks:
+        hook.after_create_session(session, 0)
+
+    def run(**kwargs):
+        for hook in trainer.hooks:
+            hook.before_step(0)
+        session.run(fetches, **kwargs)
+    return run

@@ -21,20 +21,11 @@ def _session(method, model, args):
     tf = session.tf
     trainer = methods.step_trainer(methods.setup(method, model), model, args.batch_size,
                                    args.precision)
-    # what the training loop runs: the hooks' per-step state (AOFP's masks), then the step with the
-    # hooks' outputs (AOFP's metrics)
-    fetches = [trainer.train_op] + [t for outputs in trainer.hook_outputs for t in outputs]
     with trainer.graph.as_default():
         local_init = tf.local_variables_initializer()
     sess = tf.Session(graph=trainer.graph, config=session.session_config())
     sess.run([trainer.init_op, local_init])
-    for hook in trainer.hooks:
-        hook.after_create_session(sess, 0)
-
-    def step():
-        for hook in trainer.hooks:
-            hook.before_step(0)
-        sess.run(fetches)
+    step = methods.step_runner(trainer, sess)
     for _ in range(args.warmup):
         step()
     return sess, step

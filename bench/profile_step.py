@@ -33,18 +33,9 @@ def main():
     model = get_model(args.model)
     trainer = methods.step_trainer(methods.setup(args.method, model), model, args.batch_size,
                                    args.precision)
-    # what the training loop runs: the step and the hooks' outputs (AOFP's metrics), after each
-    # hook has set its per-step state (AOFP's masks)
-    fetches = [trainer.train_op] + [t for outputs in trainer.hook_outputs for t in outputs]
     with tf.Session(graph=trainer.graph, config=session.session_config(0, 1)) as sess:
         sess.run([trainer.init_op, tf.local_variables_initializer()])
-        for hook in trainer.hooks:
-            hook.after_create_session(sess, 0)
-
-        def run(**kwargs):
-            for hook in trainer.hooks:
-                hook.before_step(0)
-            sess.run(fetches, **kwargs)
+        run = methods.step_runner(trainer, sess)  # a step as the training loop runs it
         for _ in range(5):
             run()
         start = time.perf_counter()

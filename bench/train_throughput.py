@@ -468,7 +468,7 @@ def report(groups):
     for key, job in jobs.items():
         rows.append((key, '%.1f' % job.median, '', ''))
     for m, target_torch, target_keras in (('vc', '>= 1.15x', '>= 1.5x'),
-                                                       ('dc40', '>= 1.05x', '>= 1.1x')):
+                                          ('dc40', '>= 1.05x', '>= 1.1x')):
         ratio('%s ours' % m, '%s torch' % m, target_torch)
         ratio('%s ours' % m, '%s keras' % m, target_keras)
         ratio('%s ours bf16' % m, '%s ours' % m)
