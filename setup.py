@@ -1,6 +1,6 @@
 """Installs the backbone (`tf_benchmarks`) and the two pruning drivers (`aofp`, `csgd`)."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name='aofp-csgd-tf2',
@@ -8,7 +8,7 @@ setup(
     description='AOFP (ICML 2019) and C-SGD (CVPR 2019) filter pruning, ported to TensorFlow 2 '
                 'in the TF1 graph style',
     python_requires='>=3.9',
-    packages=['tf_benchmarks', 'tf_benchmarks.models', 'aofp', 'csgd'],
+    packages=find_packages(include=['tf_benchmarks*', 'aofp*', 'csgd*']),
     install_requires=[
         'tensorflow>=2.16',
         'numpy',

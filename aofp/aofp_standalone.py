@@ -23,38 +23,21 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from tf_benchmarks.engine.session import graph_mode  # noqa: E402
 
-from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
-from tf_benchmarks import deploy_commands  # noqa: E402
-from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
-                                         override_from_flags, parse_floats, parse_ints)
-from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
-from tf_benchmarks.models import get_model  # noqa: E402
+graph_mode()  # before anything imports TensorFlow
+
+from absl import flags  # noqa: E402
+
+from tf_benchmarks.commands import deploy_commands  # noqa: E402
+from tf_benchmarks.commands.driver import Driver  # noqa: E402
+from tf_benchmarks.commands.driver_flags import (apply_common_flags,  # noqa: E402
+                                                 override_from_flags, parse_floats, parse_ints)
+from tf_benchmarks.core.errors import UserError  # noqa: E402
 from aofp import pipeline  # noqa: E402
 from aofp.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
-define_common_flags(PRESETS, 'vc')
-deploy_commands.define_flags()
-flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
-flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')
-flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
-flags.DEFINE_float('finetune_epochs', None, 'Epochs of finetuning after each pruning.')
-flags.DEFINE_float('search_max_epochs', None, 'Upper bound on the epochs of one search.')
-flags.DEFINE_string('base_weights', None, 'Weights `prune` starts from (default: '
-                    '<model>_scratch_savedweights.hdf5).')
-flags.DEFINE_string('target_layers', None, 'Conv layers (widths indices) to search, e.g. 1,3,5 '
-                    '(default: every layer of vc, the incremental layers of dc40, the internal '
-                    'layers of the ResNets); a residual group is named by its first layer.')
-flags.DEFINE_string('layers', None, '`oracle`: the conv layers to score, e.g. 0,4,8 (default: the '
-                    'layers `prune` searches; a residual group is named by its first layer).')
-flags.DEFINE_integer('batches', 2, '`oracle`: test batches (of the evaluation batch size, 500) '
-                     'the oracle scores are measured on.')
-flags.DEFINE_integer('steps', None, '`oracle`: steps of AOFP\'s search graph that make its '
-                     'estimate (default: the preset\'s --batches_per_half, one search half).')
-
-MODES = ('train', 'eval', 'prune', 'oracle') + deploy_commands.MODES
 USAGE = ('usage: aofp_standalone.py train | eval FILE.hdf5 | prune | oracle FILE.hdf5 | '
          + deploy_commands.USAGE)
 
@@ -75,40 +58,53 @@ def settings_from_flags():
     return settings
 
 
-def main(argv):
-    if len(argv) < 2 or argv[1] not in MODES:
-        raise UserError('unknown mode %s; %s'
-                        % (repr(argv[1]) if len(argv) > 1 else '(none)', USAGE))
-    mode = argv[1]
-    if mode in deploy_commands.MODES:
-        return deploy_commands.run_mode(argv, 'aofp_standalone.py')
-    if (mode in ('eval', 'oracle')) != (len(argv) == 3) or len(argv) > 3:
-        raise UserError(USAGE)
-    settings = settings_from_flags()
-    model = get_model(FLAGS.model)
-    data_dir = FLAGS.data_dir
-    if mode == 'train':
-        pipeline.train_base(model, settings, data_dir, FLAGS.restart_from)
-    elif mode == 'eval':
-        pipeline.eval_file(model, argv[2], data_dir, settings.eval_batch_size)
-    elif mode == 'oracle':
-        from aofp import oracle
-        layers = parse_ints(FLAGS.layers, '--layers') if FLAGS.layers else settings.target_layers
-        steps = settings.batches_per_half if FLAGS.steps is None else FLAGS.steps
-        oracle.run_oracle(model, argv[2], data_dir, layers, FLAGS.batches,
-                          settings.eval_batch_size, steps, settings.batch_size)
-    else:
-        base = FLAGS.base_weights or model.scratch_weights
-        if not os.path.exists(base):
-            raise UserError('base weights %s do not exist; run `aofp_standalone.py train --model %s` '
-                            'first or pass --base_weights' % (base, model.name))
-        pipeline.AofpPruning(model, settings, data_dir, base, FLAGS.restart_from,
-                             FLAGS.allow_partial_start).run()
+def train(model, settings, _file, _mode):
+    pipeline.train_base(model, settings, FLAGS.data_dir, FLAGS.restart_from)
 
 
-def run():
-    app.run(exit_on_user_error(main))
+def evaluate(model, settings, path, _mode):
+    pipeline.eval_file(model, path, FLAGS.data_dir, settings.eval_batch_size)
 
+
+def oracle(model, settings, path, _mode):
+    from aofp.oracle import command
+    layers = parse_ints(FLAGS.layers, '--layers') if FLAGS.layers else settings.target_layers
+    steps = settings.batches_per_half if FLAGS.steps is None else FLAGS.steps
+    command.run_oracle(model, path, FLAGS.data_dir, layers, FLAGS.batches,
+                       settings.eval_batch_size, steps, settings.batch_size)
+
+
+def prune(model, settings, _file, _mode):
+    base = FLAGS.base_weights or model.scratch_weights
+    if not os.path.exists(base):
+        raise UserError('base weights %s do not exist; run `aofp_standalone.py train --model %s` '
+                        'first or pass --base_weights' % (base, model.name))
+    pipeline.AofpPruning(model, settings, FLAGS.data_dir, base, FLAGS.restart_from,
+                         FLAGS.allow_partial_start).run()
+
+
+DRIVER = Driver('aofp_standalone.py', PRESETS, 'vc', settings_from_flags,
+                {'train': train, 'eval': evaluate, 'prune': prune, 'oracle': oracle},
+                file_modes=('eval', 'oracle'), usage=USAGE)
+DRIVER.define_flags()
+flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
+flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')
+flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
+flags.DEFINE_float('finetune_epochs', None, 'Epochs of finetuning after each pruning.')
+flags.DEFINE_float('search_max_epochs', None, 'Upper bound on the epochs of one search.')
+flags.DEFINE_string('base_weights', None, 'Weights `prune` starts from (default: '
+                    '<model>_scratch_savedweights.hdf5).')
+flags.DEFINE_string('target_layers', None, 'Conv layers (widths indices) to search, e.g. 1,3,5 '
+                    '(default: every layer of vc, the incremental layers of dc40, the internal '
+                    'layers of the ResNets); a residual group is named by its first layer.')
+flags.DEFINE_string('layers', None, '`oracle`: the conv layers to score, e.g. 0,4,8 (default: the '
+                    'layers `prune` searches; a residual group is named by its first layer).')
+flags.DEFINE_integer('batches', 2, '`oracle`: test batches (of the evaluation batch size, 500) '
+                     'the oracle scores are measured on.')
+flags.DEFINE_integer('steps', None, '`oracle`: steps of AOFP\'s search graph that make its '
+                     'estimate (default: the preset\'s --batches_per_half, one search half).')
+main = DRIVER.main
+run = DRIVER.run
 
 if __name__ == '__main__':
     run()

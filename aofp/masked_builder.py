@@ -24,9 +24,9 @@ layers there is one: the next layer, as in the original). Everything runs in the
 single forward pass; no gradient flows through the score paths.
 """
 
-from tf_benchmarks.batch_norm import batch_norm_training
-from tf_benchmarks.convnet_builder import ConvNetBuilder
-from tf_benchmarks.session import tf
+from tf_benchmarks.network.batch_norm import batch_norm_training
+from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+import tensorflow.compat.v1 as tf
 
 _TINY = 1e-12
 _SELECT_BY_PRODUCT = 128  # up to this many channels, select them by a matrix product (see below)

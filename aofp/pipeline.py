@@ -11,13 +11,21 @@ import numpy as np
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
-from tf_benchmarks import flops, hdf5_io, input_pipeline, records, results, workers
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.evaluation import evaluate_file
-from tf_benchmarks.logs import LogBook, cur_time, log_important
-from tf_benchmarks.stages import Stage, StageRunner, file_digest
-from tf_benchmarks.surgery import remove_masked
-from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
+from tf_benchmarks.network import flops
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.runs import results
+from tf_benchmarks.core import workers
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.evaluation import evaluate_file
+from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
+from tf_benchmarks.runs.stages import Stage, StageRunner
+from tf_benchmarks.files.atomic import file_digest
+from tf_benchmarks.pruning.surgery import remove_masked
+from tf_benchmarks.engine.train_config import TrainConfig, kernels_only
+from tf_benchmarks.commands import base_modes
+from tf_benchmarks.engine.method import MethodBundle
+from tf_benchmarks.engine.trainer import Trainer
 
 EXP_DIR = 'bds_exps'
 OVERALL_LOG = 'bds_overall_logs.txt'
@@ -86,6 +94,12 @@ def masked_builder_factory(target_layers, search=False):
         images, phase_train, target_layers, search=search, mask_variables=search, **options)
 
 
+def search_method(target_layers, hook):
+    """The AOFP search as the trainer runs it: the masked multi-path builder and the search hook."""
+    return MethodBundle('aofp', builder_factory=masked_builder_factory(target_layers, search=True),
+                        hooks=(hook,))
+
+
 def evaluate_weights(model, weight_file, data_dir, batch_size, source):
     """Evaluate a WeightFile at its deps; files with masks are evaluated as the masked model."""
     if not weight_file.masks:
@@ -127,31 +141,22 @@ def prune_weights(model, tuned_file):
 
 def train_base(model, settings, data_dir, restart_from=None, log=print):
     """`train`: the base model from scratch -> <model>_scratch_savedweights.hdf5 (one stage)."""
-    model.check_deps(settings.deps)  # bad widths or data stop before run.json
-    data = input_pipeline.RecordData(data_dir)
-
-    def run():
-        train_to_file(model, settings.deps, data, base_train_config(settings, data.num_examples),
-                      model.scratch_train_dir, model.scratch_weights, log=log)
-    stage = Stage('train', dict(model=model.name, deps=settings.deps,
-                                warmup_epochs=settings.warmup_epochs,
-                                **_train_settings(settings, settings.max_epochs),
-                                **records.data_settings(data_dir)),
-                  run, outputs=[model.scratch_weights], work_dirs=[model.scratch_train_dir])
-    StageRunner([stage], restart_from=restart_from, log=log).run()
-    return model.scratch_weights
+    return base_modes.train_base(
+        model, settings.deps, data_dir,
+        lambda num_examples: base_train_config(settings, num_examples),
+        dict(warmup_epochs=settings.warmup_epochs,
+             **_train_settings(settings, settings.max_epochs)), restart_from, log)
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
     """`eval FILE`: rebuild from the file's deps, evaluate the test split, append the record line."""
-    weight_file = hdf5_io.read_hdf5(path)
-    result = evaluate_weights(model, weight_file, data_dir, batch_size, path)
-    deps = list(weight_file.deps or model.default_deps)
-    log('top1 %.4f  top5 %.4f  loss %.4f  (%d images)  deps %s  FLOPs %d (%.1f%% removed)'
-        % (result.top1, result.top5, result.loss, result.num_examples, deps,
-           flops.count_flops(model, deps), 100 * flops.flops_pruned_ratio(model, deps)))
-    log_important(record_line(model.name, path, result), EVAL_RECORDS)
-    return result
+    def console_line(result, deps):
+        return ('top1 %.4f  top5 %.4f  loss %.4f  (%d images)  deps %s  FLOPs %d (%.1f%% removed)'
+                % (result.top1, result.top5, result.loss, result.num_examples, deps,
+                   flops.count_flops(model, deps), 100 * flops.flops_pruned_ratio(model, deps)))
+    return base_modes.eval_file(model, path, data_dir, batch_size, evaluate_weights, console_line,
+                                lambda p, result: record_line(model.name, p, result),
+                                EVAL_RECORDS, log)
 
 
 class AofpPruning:
@@ -208,7 +213,7 @@ class AofpPruning:
 
     def run(self):
         base = hdf5_io.read_hdf5(self.base_weights)
-        self.base_deps = self.model.check_deps(base.deps or self.model.default_deps)
+        self.base_deps = self.model.file_deps(base)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps).shapes, base.weights,
                                   self.base_weights, self.partial_start)
         self.num_examples = input_pipeline.RecordData(self.data_dir).num_examples
@@ -231,7 +236,7 @@ class AofpPruning:
         self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
                  % (k, 100 * target, start_file))
         start = hdf5_io.read_hdf5(start_file)
-        deps = self.model.check_deps(start.deps or self.model.default_deps)
+        deps = self.model.file_deps(start)
         search = AofpSearch([np.ones(deps[t], np.float32) for t in self.target_layers],
                             self.s.batches_per_half, self.s.metric_limit,
                             self.s.search_start_step,
@@ -239,9 +244,8 @@ class AofpPruning:
         hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
                           self.s.remain_log_steps, self.s.save_per_moves)
         trainer = Trainer(self.model, deps, self.data_dir, search_config(self.s, self.num_examples),
-                          self.prefix(k) + '_train', init_weights=start.weights, hooks=[hook],
-                          builder_factory=masked_builder_factory(self.target_layers, search=True),
-                          log=self.log, init_source=start_file, partial_init=self.partial_start,
+                          self.prefix(k) + '_train', init_weights=start.weights,
+                          method=search_method(self.target_layers, hook), log=self.log, init_source=start_file, partial_init=self.partial_start,
                           logs=self.logs)
         result = trainer.run()
         if not workers.writes_files():  # another worker's part ends with the training

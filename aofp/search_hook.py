@@ -4,9 +4,9 @@ and saves masks with snapshots. One random draw and one decision per step, howev
 
 import numpy as np
 
-from tf_benchmarks.logs import log_important
-from tf_benchmarks.session import tf
-from tf_benchmarks.trainer import TrainHook
+from tf_benchmarks.runs.logs import log_important
+import tensorflow.compat.v1 as tf
+from tf_benchmarks.engine.hooks import TrainHook
 
 
 class SearchHook(TrainHook):

@@ -4,7 +4,7 @@ throughput baselines measure the model alone (the Trainer's source interface: `b
 
 import numpy as np
 
-from tf_benchmarks.session import tf
+import tensorflow.compat.v1 as tf
 
 
 class InMemoryBatch:

@@ -31,8 +31,8 @@ RUNTIMES = ('savedmodel', 'tflite')
 def _prepare(work):
     """Random-weight hdf5 files of the full and the pruned vc, exported by the driver."""
     from tests.helpers import random_weights
-    from tf_benchmarks import hdf5_io
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.files import hdf5_io
+    from tf_benchmarks.models.registry import get_model
     vc = get_model('vc')
     for name, deps in (('full', vc.default_deps), ('pruned', PRUNED_VC)):
         path = os.path.join(work, 'vc_%s.hdf5' % name)
@@ -45,7 +45,7 @@ def _prepare(work):
 def _measure(directory, runtime, single_runs, batch_runs):
     """One worker: latencies of batch-1 calls (ms) and seconds per batch-64 call."""
     import numpy as np
-    from tf_benchmarks.tf_startup import import_tensorflow
+    from tf_benchmarks.core.tf_startup import import_tensorflow
     import_tensorflow()
     import tensorflow as tf
     rng = np.random.default_rng(0)

@@ -52,16 +52,19 @@ def step_trainer(setup, model, batch_size, precision):
     batch, for timing and profiling its steps outside the training loop."""
     import tempfile
     from bench.in_memory_batch import InMemoryBatch
-    from tf_benchmarks.convnet_builder import ConvNetBuilder
-    from tf_benchmarks.trainer import TrainConfig, Trainer
+    from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+    from tf_benchmarks.engine.train_config import TrainConfig
+    from tf_benchmarks.engine.method import MethodBundle
+    from tf_benchmarks.engine.trainer import Trainer
     config = TrainConfig(num_steps=1, batch_size=batch_size, lr_values=[0.01],
                          precision=precision, **setup.get('config', {}))
     handler = setup.get('grad_handler')
+    method = MethodBundle(setup.get('name', 'plain'), hooks=tuple(setup.get('hooks', ())),
+                          builder_factory=setup.get('builder_factory', ConvNetBuilder),
+                          grad_handler=handler(model.trace(model.default_deps)) if handler
+                          else None)
     return Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
-                   hooks=setup.get('hooks', ()),
-                   builder_factory=setup.get('builder_factory', ConvNetBuilder),
-                   grad_handler=handler(model.trace(model.default_deps)) if handler else None,
-                   log=lambda *_: None)
+                   method=method, log=lambda *_: None)
 
 
 def step_runner(trainer, session):

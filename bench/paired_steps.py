@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def _session(method, model, args):
     """(session, run one step) of a Trainer's graph for `method`, initialized and warmed up."""
     from bench import methods
-    from tf_benchmarks import session
-    tf = session.tf
+    from tf_benchmarks.engine import session
+    import tensorflow.compat.v1 as tf
     trainer = methods.step_trainer(methods.setup(method, model), model, args.batch_size,
                                    args.precision)
     with trainer.graph.as_default():
@@ -42,7 +42,9 @@ def main():
     parser.add_argument('--warmup', type=int, default=5)
     args = parser.parse_args()
 
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.engine import session
+    session.graph_mode()
+    from tf_benchmarks.models.registry import get_model
     model = get_model(args.model)
     runs = {name: _session(name, model, args) for name in ('plain', args.method)}
     times = {name: [] for name in runs}

@@ -25,10 +25,11 @@ def main():
     parser.add_argument('--top', type=int, default=12)
     args = parser.parse_args()
 
-    from tf_benchmarks import session
+    from tf_benchmarks.engine import session
+    session.graph_mode()
+    import tensorflow.compat.v1 as tf
     from bench import methods
-    from tf_benchmarks.models import get_model
-    tf = session.tf
+    from tf_benchmarks.models.registry import get_model
 
     model = get_model(args.model)
     trainer = methods.step_trainer(methods.setup(args.method, model), model, args.batch_size,

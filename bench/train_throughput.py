@@ -22,7 +22,7 @@ Sections:
             oneDNN's automatic bfloat16 graph rewrite of the fp32 graph (--onednn_bf16_rewrite),
             and bf16 activations end to end (--bf16_activations: BN, ReLU, pooling and
             concatenations in bfloat16, float32 from the global pooling on)
-  bn        training with the aligned batch norm (tf_benchmarks/batch_norm.py, the default) vs
+  bn        training with the aligned batch norm (tf_benchmarks/network/batch_norm.py, the default) vs
             oneDNN's plain fused kernel (AOFP_CSGD_ALIGNED_BN=0), fp32 and bf16, for dc40 and a
             vc pruned to widths that are not multiples of 8 (PRUNED_VC_ODD) among --models
   replicas  vc and dc40 training with --strategy mirrored on --num_devices devices (GPUs where
@@ -66,10 +66,13 @@ def _deps(args, model):
 
 # -- this project ---------------------------------------------------------------------------------
 def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=None):
-    from tf_benchmarks.convnet_builder import ConvNetBuilder
+    from tf_benchmarks.network.convnet_builder import ConvNetBuilder
     from bench.in_memory_batch import InMemoryBatch
-    from tf_benchmarks.models import get_model
-    from tf_benchmarks.trainer import TrainConfig, TrainHook, Trainer
+    from tf_benchmarks.models.registry import get_model
+    from tf_benchmarks.engine.train_config import TrainConfig
+    from tf_benchmarks.engine.hooks import TrainHook
+    from tf_benchmarks.engine.method import MethodBundle
+    from tf_benchmarks.engine.trainer import Trainer
 
     times = []
 
@@ -85,9 +88,11 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=
     deps = _deps(args, model)
     data = args.data if args.data != 'memory' else InMemoryBatch()
     with tempfile.TemporaryDirectory() as train_dir:
-        trainer = Trainer(model, deps, data, config, train_dir, hooks=[Timer()] + list(hooks),
-                          builder_factory=builder_factory or ConvNetBuilder,
-                          grad_handler=grad_handler(model.trace(deps)) if grad_handler else None,
+        method = MethodBundle('bench', builder_factory=builder_factory or ConvNetBuilder,
+                              hooks=tuple(hooks),
+                              grad_handler=grad_handler(model.trace(deps)) if grad_handler
+                              else None)
+        trainer = Trainer(model, deps, data, config, train_dir, method=method, hooks=[Timer()],
                           log=lambda *_: None)
         trainer.run()
     _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
@@ -96,8 +101,8 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=
 def _bf16_activations_builder():
     """ConvNetBuilder whose convolution outputs stay bfloat16, so that BN (float32 scale and
     offset), ReLU, pooling and concatenations run in bfloat16 up to the global pooling."""
-    from tf_benchmarks.convnet_builder import ConvNetBuilder
-    from tf_benchmarks.session import tf
+    from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+    import tensorflow.compat.v1 as tf
 
     class Bf16Activations(ConvNetBuilder):
         def conv2d(self, x, kernel, strides, mode):
@@ -126,7 +131,7 @@ def _bf16_activations_builder():
 def run_ours(args):
     if args.onednn_bf16_rewrite:  # grappler's oneDNN auto mixed precision on the fp32 graph
         from tensorflow.core.protobuf import rewriter_config_pb2
-        from tf_benchmarks import session
+        from tf_benchmarks.engine import session
         plain = session.session_config
 
         def rewritten(*a, **k):
@@ -141,20 +146,20 @@ def run_ours(args):
 
 def run_mirrored(args):
     """Ours under MirroredStrategy on --num_devices devices, the global batch split over them."""
-    from tf_benchmarks import replicas
+    from tf_benchmarks.engine import replicas
     replicas.configure('mirrored', args.num_devices)
     _train_ours(args)
 
 
 def run_aofp(args):
     from bench import methods
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.models.registry import get_model
     _train_ours(args, **methods.setup('aofp', get_model(args.model)))
 
 
 def run_csgd(args):
     from bench import methods
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.models.registry import get_model
     _train_ours(args, **methods.setup('csgd', get_model(args.model)))
 
 
@@ -166,8 +171,8 @@ def _random_weights(trace):
 
 
 def run_eval(args):
-    from tf_benchmarks.evaluation import Evaluator
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.engine.evaluation import Evaluator
+    from tf_benchmarks.models.registry import get_model
     model = get_model(args.model)
     deps = _deps(args, model)
     speeds = []
@@ -183,11 +188,11 @@ def run_eval(args):
 
 def run_infer(args):
     import numpy as np
-    from tf_benchmarks import session
-    from tf_benchmarks.convnet_builder import ConvNetBuilder
-    from tf_benchmarks.models import get_model
-    from tf_benchmarks.trainer import key_variables, load_weights
-    tf = session.tf
+    from tf_benchmarks.engine import session
+    from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+    from tf_benchmarks.models.registry import get_model
+    from tf_benchmarks.engine.weights import key_variables, load_weights
+    import tensorflow.compat.v1 as tf
     model = get_model(args.model)
     deps = _deps(args, model)
     images = np.random.default_rng(0).uniform(-1, 1, (args.batch_size, 32, 32, 3))
@@ -211,7 +216,7 @@ def run_infer(args):
 def keras_model(name):
     import keras
     from keras import layers
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.models.registry import get_model
     reg = keras.regularizers.L2(0.5e-4)  # Keras L2 is l2*sum(w^2): same as 1e-4 * l2_loss
     bn = dict(momentum=0.9, epsilon=1e-3)
     inputs = keras.Input((32, 32, 3))
@@ -274,7 +279,7 @@ def run_keras(args):
 def torch_model(name):
     import torch
     from torch import nn
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.models.registry import get_model
 
     def bn(c):
         return nn.BatchNorm2d(c, eps=1e-3, momentum=0.1)  # TF decay 0.9
@@ -538,6 +543,9 @@ def main():
     args = parser.parse_args()
     if args.worker:
         args.model = args.models
+        if args.worker not in ('keras', 'torch'):  # ours: TF1 graph mode, before TF is imported
+            from tf_benchmarks.engine import session
+            session.graph_mode()
         WORKERS[args.worker](args)
         return
     frameworks = args.frameworks.split(',')

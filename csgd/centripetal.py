@@ -13,9 +13,9 @@ no L2); BN gamma/beta get the same rule with eta = 0; the FC kernel gets no deca
 
 import numpy as np
 
-from tf_benchmarks.session import tf
-from tf_benchmarks.convnet_builder import variable_name
-from tf_benchmarks.trainer import TrainHook
+import tensorflow.compat.v1 as tf
+from tf_benchmarks.network.convnet_builder import variable_name
+from tf_benchmarks.engine.hooks import TrainHook
 
 
 def merge_matrix(clusters, n):

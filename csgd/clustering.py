@@ -11,11 +11,7 @@ import warnings
 
 import numpy as np
 
-
-def filters_as_points(kernel):
-    """HWIO kernel -> [C_out, k_h*k_w*C_in]: one point per output filter."""
-    kernel = np.asarray(kernel)
-    return kernel.reshape(-1, kernel.shape[-1]).T
+from tf_benchmarks.pruning.criteria import filters_as_points
 
 
 def kmeans_clusters(kernel, num_clusters, seed=0, n_init=10):
@@ -51,11 +47,6 @@ def biased_clusters(n, num_clusters):
     """One cluster of the first n - num_clusters + 1 indices; the rest are singletons."""
     first = n - num_clusters + 1
     return [list(range(first))] + [[i] for i in range(first, n)]
-
-
-def filter_l1(kernel):
-    """L1 norm of each output filter: sum of |K| over k_h, k_w, C_in."""
-    return np.abs(filters_as_points(kernel)).sum(axis=1)
 
 
 def magnitude_plan(l1, keep, variant='original'):
@@ -100,7 +91,7 @@ def check_clusters(plans, layers, widths, targets, source, partial=False):
     """Raise a UserError unless `plans` has, for every layer in `layers` (the channel groups'
     roots; all of them unless `partial`) and no other, `targets[l]` clusters that together hold
     each of the layer's `widths[l]` filters once."""
-    from tf_benchmarks.errors import UserError
+    from tf_benchmarks.core.errors import UserError
     problems = []
     extra = sorted(set(plans) - set(layers))
     if extra:

@@ -2,7 +2,7 @@
 JSON, `{"format": "clusters-v1", "layers": {"0": [[0, 3], [1, 2]], ...}}`, one layer a line.
 
 Read by content: that JSON, or the original's `*_eqcls.npy` (a dict pickled by np.save(...,
-allow_pickle=True)) through the restricted unpickler of tf_benchmarks/safe_pickle.py, never
+allow_pickle=True)) through the restricted unpickler of tf_benchmarks/files/safe_pickle.py, never
 np.load(allow_pickle=True). Only the structure is checked here, not that the indices fit a model.
 """
 
@@ -14,10 +14,10 @@ import pickle
 import numpy as np
 from numpy.lib import format as npy_format
 
-from tf_benchmarks import workers
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.hdf5_io import atomic_path
-from tf_benchmarks.safe_pickle import RefusedGlobal, safe_load
+from tf_benchmarks.core import workers
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.files.atomic import write_text
+from tf_benchmarks.files.safe_pickle import RefusedGlobal, safe_load
 
 FORMAT = 'clusters-v1'
 _NPY_MAGIC = b'\x93NUMPY'
@@ -41,14 +41,7 @@ def save_clusters(path, plans):
     body = ',\n'.join('  "%d": %s' % (layer, json.dumps(clusters))
                       for layer, clusters in sorted(plans.items()))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = atomic_path(path)
-    try:
-        with open(tmp, 'w') as f:
-            f.write('{"format": "%s", "layers": {%s}}\n' % (FORMAT, body and '\n%s\n' % body))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text(path, '{"format": "%s", "layers": {%s}}\n' % (FORMAT, body and '\n%s\n' % body))
 
 
 def load_clusters(path):

@@ -18,20 +18,64 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from tf_benchmarks.engine.session import graph_mode  # noqa: E402
 
-from tf_benchmarks import session  # noqa: E402,F401  (v1 graph mode before anything else)
-from tf_benchmarks import deploy_commands  # noqa: E402
-from tf_benchmarks.driver_flags import (apply_common_flags, define_common_flags,  # noqa: E402
-                                        override_from_flags)
-from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
-from tf_benchmarks.models import get_model  # noqa: E402
-from csgd import pipeline  # noqa: E402
+graph_mode()  # before anything imports TensorFlow
+
+from absl import flags  # noqa: E402
+
+from tf_benchmarks.commands import deploy_commands  # noqa: E402
+from tf_benchmarks.commands.driver import Driver  # noqa: E402
+from tf_benchmarks.commands.driver_flags import apply_common_flags, override_from_flags  # noqa: E402
+from tf_benchmarks.core.errors import UserError  # noqa: E402
+from csgd import magnitude, pipeline  # noqa: E402
 from csgd.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
-define_common_flags(PRESETS, 'dc40')
-deploy_commands.define_flags()
+USAGE = ('usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5 | '
+         + deploy_commands.USAGE)
+
+
+def settings_from_flags():
+    settings = apply_common_flags(PRESETS)
+    override_from_flags(settings, ('centri_strength', 'target_deps', 'cluster_method',
+                                   'magnitude_variant', 'bn_strength_ratio'))
+    if settings.centri_strength < 0 or settings.bn_strength_ratio < 0:
+        raise UserError('--centri_strength and --bn_strength_ratio must not be negative')
+    return settings
+
+
+def train(model, settings, _file, _mode):
+    epochs = FLAGS.max_epochs if FLAGS.max_epochs is not None else settings.train_epochs
+    pipeline.train_base(model, settings, FLAGS.data_dir, epochs, FLAGS.restart_from)
+
+
+def evaluate(model, settings, path, _mode):
+    pipeline.eval_file(model, path, FLAGS.data_dir, settings.eval_command_batch_size)
+
+
+def run_magnitude(model, settings, _file, mode):
+    magnitude.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
+                               restart_from=FLAGS.restart_from,
+                               partial_start=FLAGS.allow_partial_start).run()
+
+
+def run_csgd(model, settings, _file, mode):
+    pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
+                            clusters_file=FLAGS.clusters_file, restart_from=FLAGS.restart_from,
+                            partial_start=FLAGS.allow_partial_start).run()
+
+
+def family(mode):
+    """As in the original, a mode containing `magnitude` or `csgd` runs that method, with the mode
+    as the file prefix."""
+    return 'magnitude' if 'magnitude' in mode else 'csgd' if 'csgd' in mode else None
+
+
+DRIVER = Driver('csgd_standalone.py', PRESETS, 'dc40', settings_from_flags,
+                {'train': train, 'eval': evaluate, 'magnitude': run_magnitude, 'csgd': run_csgd},
+                file_modes=('eval',), usage=USAGE, family=family)
+DRIVER.define_flags()
 flags.DEFINE_float('centri_strength', None, 'Centripetal strength epsilon (paper: 3e-3).')
 flags.DEFINE_float('bn_strength_ratio', None, 'Centripetal strength of BN gamma/beta as a multiple '
                    'of --centri_strength (dc40: 1, the TF demo; other models: 0.1, the authors\' '
@@ -48,48 +92,8 @@ flags.DEFINE_string('clusters_file', None, 'csgd1: use these clusters instead of
 flags.DEFINE_string('init_hdf5', None, 'Pretrained weights magnitude1 and csgd1 start from '
                     '(default: <model>_scratch_savedweights.hdf5; an original std_dc40_9382.hdf5 '
                     'also loads).')
-
-USAGE = ('usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5 | '
-         + deploy_commands.USAGE)
-
-
-def settings_from_flags():
-    settings = apply_common_flags(PRESETS)
-    override_from_flags(settings, ('centri_strength', 'target_deps', 'cluster_method',
-                                   'magnitude_variant', 'bn_strength_ratio'))
-    if settings.centri_strength < 0 or settings.bn_strength_ratio < 0:
-        raise UserError('--centri_strength and --bn_strength_ratio must not be negative')
-    return settings
-
-
-def main(argv):
-    mode = argv[1] if len(argv) > 1 else ''
-    if mode in deploy_commands.MODES:
-        return deploy_commands.run_mode(argv, 'csgd_standalone.py')
-    if not (mode in ('train', 'eval') or 'magnitude' in mode or 'csgd' in mode):
-        raise UserError('unknown mode %r; %s' % (mode, USAGE))
-    if (mode == 'eval') != (len(argv) == 3) or len(argv) > 3:
-        raise UserError(USAGE)
-    settings = settings_from_flags()
-    model = get_model(FLAGS.model)
-    if mode == 'train':
-        epochs = FLAGS.max_epochs if FLAGS.max_epochs is not None else settings.train_epochs
-        pipeline.train_base(model, settings, FLAGS.data_dir, epochs, FLAGS.restart_from)
-    elif mode == 'eval':
-        pipeline.eval_file(model, argv[2], FLAGS.data_dir, settings.eval_command_batch_size)
-    else:
-        common = dict(restart_from=FLAGS.restart_from, partial_start=FLAGS.allow_partial_start)
-        if 'magnitude' in mode:
-            pipeline.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
-                                      **common).run()
-        else:
-            pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
-                                    clusters_file=FLAGS.clusters_file, **common).run()
-
-
-def run():
-    app.run(exit_on_user_error(main))
-
+main = DRIVER.main
+run = DRIVER.run
 
 if __name__ == '__main__':
     run()

@@ -1,6 +1,7 @@
 """C-SGD's commands over files in the working directory, as in the original: base training (new),
-evaluation, the magnitude baseline (prune by L1, finetune) and C-SGD (cluster, train with the
-centripetal rule, trim with no finetuning), run as stages of the stage runner (run.json)."""
+evaluation and C-SGD (cluster, train with the centripetal rule, trim with no finetuning), run as
+stages of the stage runner (run.json); `PruningRun`, the part C-SGD shares with the magnitude
+baseline (magnitude.py)."""
 
 import os
 
@@ -8,13 +9,21 @@ from csgd import clustering
 from csgd.clusters_file import load_clusters, save_clusters
 from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_deviation
 from csgd.targets import parse_target_deps
-from tf_benchmarks import flops, hdf5_io, input_pipeline, records, results, workers
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.evaluation import evaluate_file
-from tf_benchmarks.logs import LogBook, cur_time, log_important
-from tf_benchmarks.stages import Stage, StageRunner, file_digest
-from tf_benchmarks.surgery import apply_surgery
-from tf_benchmarks.trainer import TrainConfig, Trainer, kernels_only, train_to_file
+from tf_benchmarks.network import flops
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.runs import results
+from tf_benchmarks.core import workers
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.evaluation import evaluate_file
+from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
+from tf_benchmarks.runs.stages import Stage, StageRunner
+from tf_benchmarks.commands import base_modes
+from tf_benchmarks.files.atomic import file_digest
+from tf_benchmarks.pruning.surgery import apply_surgery
+from tf_benchmarks.engine.train_config import TrainConfig, kernels_only
+from tf_benchmarks.engine.method import MethodBundle
+from tf_benchmarks.engine.trainer import Trainer
 
 BIAS_ONLY = ('bias',)  # the C-SGD code doubles only `bias` gradients (fc10/bias)
 
@@ -42,41 +51,35 @@ def record_line(path, result, comment=''):
                                          comment)
 
 
+def base_config(s, epochs, num_examples):
+    """The base model's recipe (new: the originals start from a pretrained file)."""
+    return _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions, num_examples,
+                   weight_decay=s.weight_decay, l2_filter=kernels_only,
+                   warmup_steps=int(s.train_warmup_epochs * num_examples) // s.batch_size)
+
+
 def train_base(model, s, data_dir, epochs, restart_from=None, log=print):
     """`train`: the base model -> <model>_scratch_savedweights.hdf5 (one stage)."""
-    model.check_deps(s.deps)  # bad widths or data stop before run.json
-    data = input_pipeline.RecordData(data_dir)
-
-    def run():
-        config = _config(s, epochs, s.train_lr_values, s.train_lr_epoch_fractions,
-                         data.num_examples, weight_decay=s.weight_decay, l2_filter=kernels_only,
-                         warmup_steps=int(s.train_warmup_epochs * data.num_examples)
-                         // s.batch_size)
-        train_to_file(model, s.deps, data, config, model.scratch_train_dir, model.scratch_weights,
-                      log=log)
-    settings = dict(model=model.name, deps=s.deps, epochs=epochs, batch_size=s.batch_size,
-                    lr_values=s.train_lr_values, lr_epoch_fractions=s.train_lr_epoch_fractions,
+    settings = dict(epochs=epochs, batch_size=s.batch_size, lr_values=s.train_lr_values,
+                    lr_epoch_fractions=s.train_lr_epoch_fractions,
                     warmup_epochs=s.train_warmup_epochs, weight_decay=s.weight_decay,
-                    precision=s.precision, **records.data_settings(data_dir))
-    StageRunner([Stage('train', settings, run, outputs=[model.scratch_weights],
-                       work_dirs=[model.scratch_train_dir])], restart_from=restart_from,
-                log=log).run()
-    return model.scratch_weights
+                    precision=s.precision)
+    return base_modes.train_base(model, s.deps, data_dir,
+                                 lambda num_examples: base_config(s, epochs, num_examples),
+                                 settings, restart_from, log)
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
     """`eval FILE`: rebuild from the file's deps, evaluate, append to origin_<model>_eval_record.txt."""
-    weight_file = hdf5_io.read_hdf5(path)
-    result = evaluate_file(model, weight_file, data_dir, batch_size, path)
-    deps = list(weight_file.deps or model.default_deps)
-    log('precision @ 1 = %.4f recall @ 5 = %.4f [%d examples] mean loss = %.4f  deps %s  FLOPs %d'
-        % (result.top1, result.top5, result.num_examples, result.loss, deps,
-           flops.count_flops(model, deps)))
-    log_important(record_line(path, result), 'origin_%s_eval_record.txt' % model.name)
-    return result
+    def console_line(result, deps):
+        return ('precision @ 1 = %.4f recall @ 5 = %.4f [%d examples] mean loss = %.4f  deps %s  '
+                'FLOPs %d' % (result.top1, result.top5, result.num_examples, result.loss, deps,
+                              flops.count_flops(model, deps)))
+    return base_modes.eval_file(model, path, data_dir, batch_size, evaluate_file, console_line,
+                                record_line, 'origin_%s_eval_record.txt' % model.name, log)
 
 
-class _Stages:
+class PruningRun:
     """Shared by both methods: the init file, the target widths, the important log, the stage
     settings, the stages' results entries, and running the stages."""
     METHOD = None  # 'magnitude' or 'csgd' in results.json
@@ -98,7 +101,7 @@ class _Stages:
                             'pass --init_hdf5 (an original std_dc40_9382.hdf5 also loads)'
                             % (self.init_hdf5, model.name))
         self.init = hdf5_io.read_hdf5(self.init_hdf5)
-        self.origin_deps = model.check_deps(self.init.deps or model.default_deps)
+        self.origin_deps = model.file_deps(self.init)
         self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps)
         self.trace = model.trace(self.origin_deps)
         hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, self.init_hdf5,
@@ -155,70 +158,7 @@ class _Stages:
                        partial_init=self.partial_start, logs=self.logs, log=self.print, **kwargs)
 
 
-class MagnitudePruning(_Stages):
-    """`magnitude1`: L1-magnitude pruning of every layer to the final target width (a channel group
-    ranked by the summed L1 norms of its members), then finetuning with the C-SGD schedule;
-    stages `<mode>.prune` and `<mode>.finetune`."""
-    METHOD = 'magnitude'
-
-    def __init__(self, model, settings, data_dir, init_hdf5=None, prefix='magnitude1', **kwargs):
-        super().__init__(model, settings, data_dir, init_hdf5, prefix, **kwargs)
-        self.prefix = prefix
-        self.target_deps = self.targets[-1]
-        self.eqcls_file = '%s_equivalent_eqcls_%s.json' % (model.name, prefix)
-        self.pruned_file = '%s_%s_prunedweights.hdf5' % (model.name, prefix)
-        self.trained_file = '%s_trained.hdf5' % prefix
-        self.train_dir = prefix + '_train'
-
-    def plans(self):
-        plans = {}
-        for group in self.model.groups:
-            l1 = sum(clustering.filter_l1(self.init.weights[self.trace.convs[m].kernel])
-                     for m in group.members)
-            plans[group.root] = clustering.magnitude_plan(l1, self.target_deps[group.root],
-                                                          self.s.magnitude_variant)
-        return plans
-
-    def run(self):
-        common = dict(self.common_settings(), variant=self.s.magnitude_variant)
-        self.run_stages([
-            Stage(self.prefix + '.prune', common, self.prune,
-                  outputs=[self.eqcls_file, self.pruned_file], inputs=[self.init_hdf5]),
-            Stage(self.prefix + '.finetune', dict(common, **self.train_settings()), self.finetune,
-                  outputs=[self.trained_file], inputs=[self.pruned_file],
-                  work_dirs=[self.train_dir])])
-        return self.trained_file
-
-    def prune(self):
-        self.log_structure(self.origin_deps, self.target_deps)
-        plans = self.plans()
-        save_clusters(self.eqcls_file, plans)
-        weights, deps = apply_surgery(self.trace, self.init.weights, plans)
-        hdf5_io.save_hdf5(self.pruned_file, weights, deps)
-        self.log('%s (%s variant): pruned %s to %s, saved to %s'
-                 % (self.prefix, self.s.magnitude_variant, self.init_hdf5, list(deps),
-                    self.pruned_file))
-        result = self.eval_and_log(self.pruned_file,
-                                   'eval after magnitude pruning, before finetuning')
-        return self.stage_result(0, 'pruned', self.pruned_file, deps, result,
-                                 variant=self.s.magnitude_variant)
-
-    def finetune(self):
-        pruned = hdf5_io.read_hdf5(self.pruned_file)
-        clean = self.s.magnitude_variant == 'clean'
-        config = self.train_config(weight_decay=self.s.weight_decay, l2_filter=kernels_only,
-                                   augmentation=clean, shuffle=clean)
-        result = self.trainer(pruned.deps, config, self.train_dir, pruned.weights,
-                              self.pruned_file).run()
-        if not workers.writes_files():  # another worker's part ends with the training
-            return
-        hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps)
-        self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
-        result = self.eval_and_log(self.trained_file, 'eval after finetuning')
-        return self.stage_result(0, 'finetuned', self.trained_file, pruned.deps, result)
-
-
-class CentripetalSGD(_Stages):
+class CentripetalSGD(PruningRun):
     """`csgd1`: per iteration k (the authors' itr_deps), clusters -> C-SGD training -> trimming,
     each iteration starting from the previous one's trimmed file; stages `<mode>.itr<k>.clusters`,
     `<mode>.itr<k>.train` and `<mode>.itr<k>.trim`. A channel group is clustered once, by its first
@@ -268,6 +208,13 @@ class CentripetalSGD(_Stages):
             start, origin = f['pruned'], target
         self.run_stages(stages)
         return start
+
+
+def csgd_method(handler):
+    """C-SGD as the trainer runs it: the centripetal handler (which also applies the weight decay,
+    so the config's is 0) and the hook that logs how far the clusters still spread."""
+    return MethodBundle('csgd', hooks=(ClusterSpreadHook(handler),), grad_handler=handler,
+                        config={'weight_decay': 0.0})
 
 
 class Iteration:
@@ -336,9 +283,8 @@ class Iteration:
         handler = CentripetalHandler(self.trace, plans, bn_plans, m.s.weight_decay,
                                      m.s.centri_strength,
                                      m.s.bn_strength_ratio * m.s.centri_strength)
-        trainer = m.trainer(self.origin, m.train_config(weight_decay=0.0), self.f['train_dir'],
-                            self.start_file().weights, self.start, grad_handler=handler,
-                            hooks=[ClusterSpreadHook(handler)])
+        trainer = m.trainer(self.origin, m.train_config(), self.f['train_dir'],
+                            self.start_file().weights, self.start, method=csgd_method(handler))
         return trainer, handler
 
     def train_stage(self):

@@ -9,7 +9,7 @@ Several `a-b-c` or fraction targets, comma-separated, are an iterative schedule
 
 import fractions
 
-from tf_benchmarks.errors import UserError
+from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.models.densenet_model import BLOCKS_PER_STAGE
 
 

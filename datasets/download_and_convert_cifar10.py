@@ -4,7 +4,7 @@ tensorflow/models' research/slim/datasets/download_and_convert_cifar10.py).
 Input: the official archive downloaded from Toronto (default; progress and MD5 check), a local
 `--archive cifar-10-python.tar.gz`, an extracted `--batches_dir cifar-10-batches-py/`, or a synthetic
 set generated offline (`--synthetic N`). The batches are pickles, read with a restricted unpickler
-(tf_benchmarks/safe_pickle.py) that rebuilds plain data only and never runs code from them; all are
+(tf_benchmarks/files/safe_pickle.py) that rebuilds plain data only and never runs code from them; all are
 read before anything is written. Output in `--dataset_dir`: `cifar10_train.tfrecord` (data_batch_1..5
 in order), `cifar10_test.tfrecord` and `labels.txt`, written to temporary names and renamed once
 complete; existing output is only replaced with `--overwrite`.
@@ -30,9 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_benchmarks.errors import UserError, exit_on_user_error  # noqa: E402
-from tf_benchmarks.safe_pickle import RefusedGlobal, safe_load  # noqa: E402
-from tf_benchmarks.tf_startup import import_tensorflow  # noqa: E402
+from tf_benchmarks.core.errors import UserError, exit_on_user_error  # noqa: E402
+from tf_benchmarks.files.safe_pickle import RefusedGlobal, safe_load  # noqa: E402
+from tf_benchmarks.core.tf_startup import import_tensorflow  # noqa: E402
 
 DATA_URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
 DATA_MD5 = 'c58f30108f718f92721af3b95e74349a'
@@ -178,7 +178,7 @@ def encode_pngs(images, batch_size=1000):
 
 def write_records(path, images, labels):
     import tensorflow as tf
-    from tf_benchmarks.records import image_to_tfexample
+    from tf_benchmarks.data.records import image_to_tfexample
     with tf.io.TFRecordWriter(path) as writer:
         for png, label in zip(encode_pngs(images), labels):
             writer.write(image_to_tfexample(png, label).SerializeToString())
@@ -186,7 +186,7 @@ def write_records(path, images, labels):
 
 def write_dataset(dataset_dir, train, test, overwrite=False, class_names=None):
     """Write train/test records and labels.txt to temporary names, then rename all three."""
-    from tf_benchmarks.records import CLASS_NAMES, LABELS_FILE
+    from tf_benchmarks.data.records import CLASS_NAMES, LABELS_FILE
     outputs = [TRAIN_FILE, TEST_FILE, LABELS_FILE]
     existing = [n for n in outputs if os.path.exists(os.path.join(dataset_dir, n))]
     if existing and not overwrite:
@@ -233,7 +233,7 @@ def run(dataset_dir, archive=None, batches_dir=None, synthetic=None, synthetic_t
     elif archive is not None:
         write_dataset(dataset_dir, *read_archive(archive), overwrite=overwrite)
     else:
-        from tf_benchmarks.records import LABELS_FILE
+        from tf_benchmarks.data.records import LABELS_FILE
         if not overwrite and any(os.path.exists(os.path.join(dataset_dir, n))
                                  for n in (TRAIN_FILE, TEST_FILE, LABELS_FILE)):
             raise UserError('%s already holds converted files; pass --overwrite to replace them'

@@ -8,7 +8,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tf_benchmarks import session  # noqa: E402,F401  (graph mode for every test)
+from tf_benchmarks.engine.session import graph_mode  # noqa: E402
+
+graph_mode()  # every test runs in TF1 graph mode, as the drivers do
 
 
 def _find_subset():

@@ -10,7 +10,7 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tf_benchmarks.tf_startup import import_tensorflow  # noqa: E402
+from tf_benchmarks.core.tf_startup import import_tensorflow  # noqa: E402
 
 import_tensorflow()
 

@@ -12,15 +12,23 @@ import tempfile
 import numpy as np
 
 from helpers import random_weights
-from tf_benchmarks import replicas
-from tf_benchmarks.session import tf
+from tf_benchmarks.engine.session import graph_mode
+
+graph_mode()
+
+import tensorflow.compat.v1 as tf  # noqa: E402
+
+from tf_benchmarks.engine import replicas  # noqa: E402
 
 replicas.configure('mirrored', 2)
 
 from csgd.centripetal import CentripetalHandler, centripetal_gradient  # noqa: E402
-from tf_benchmarks.convnet_builder import ConvNetBuilder  # noqa: E402
-from tf_benchmarks.models import get_model  # noqa: E402
-from tf_benchmarks.trainer import TrainConfig, Trainer, key_variables, load_weights  # noqa: E402
+from tf_benchmarks.network.convnet_builder import ConvNetBuilder  # noqa: E402
+from tf_benchmarks.models.registry import get_model  # noqa: E402
+from tf_benchmarks.engine.train_config import TrainConfig  # noqa: E402
+from tf_benchmarks.engine.method import MethodBundle  # noqa: E402
+from tf_benchmarks.engine.trainer import Trainer  # noqa: E402
+from tf_benchmarks.engine.weights import key_variables, load_weights  # noqa: E402
 
 MODEL, DEPS, LR, MOMENTUM, WD, STRENGTH = get_model('vc'), [4] * 13, 0.02, 0.9, 0.05, 0.5
 CLUSTERS = {0: [[0, 1], [2], [3]], 3: [[0, 2, 3], [1]]}
@@ -132,7 +140,7 @@ def main(csgd):
                          display_every=1, summary_every=0, checkpoint_every=0)
     with tempfile.TemporaryDirectory() as train_dir:
         result = Trainer(MODEL, DEPS, FixedBatch(images, labels), config, train_dir,
-                         init_weights=weights, grad_handler=handler, log=lambda m: None).run()
+                         init_weights=weights, method=MethodBundle(grad_handler=handler), log=lambda m: None).run()
     (ga, sa), (gb, sb) = halves
     stats = {n: (sa[n] + sb[n]) / 2 for n in sa}
     mean = transform({n: (ga[n] + gb[n]) / 2 for n in ga}, weights, trace, csgd)

@@ -9,7 +9,7 @@ import os
 import runpy
 import sys
 
-from tf_benchmarks.errors import exit_on_user_error
+from tf_benchmarks.core.errors import exit_on_user_error
 
 
 def main():

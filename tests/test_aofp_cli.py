@@ -147,7 +147,7 @@ def test_bad_input_gives_one_clear_error(tmp_path, synthetic_dir):
     assert result.returncode == 2 and 'error: unknown mode' in result.stderr
     result = run(['train', '--data_dir', str(tmp_path / 'nothing')], tmp_path, check=False)
     assert result.returncode == 2 and 'no CIFAR-10 train records' in result.stderr
-    from tf_benchmarks import hdf5_io
+    from tf_benchmarks.files import hdf5_io
     hdf5_io.save_hdf5(str(tmp_path / 'dc40.hdf5'), {'conv0/kernel': [[1.0]]}, deps=[16] * 39)
     result = run(['eval', 'dc40.hdf5', '--data_dir', synthetic_dir], tmp_path, check=False)
     assert result.returncode == 2 and 'another architecture' in result.stderr

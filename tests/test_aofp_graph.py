@@ -5,12 +5,12 @@ import pytest
 
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.pipeline import evaluate_weights, prune_weights
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.convnet_builder import ConvNetBuilder
-from tf_benchmarks.evaluation import predict_logits
-from tf_benchmarks.network_trace import Node
-from tf_benchmarks.models import get_model
-from tf_benchmarks.session import tf
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+from tf_benchmarks.engine.evaluation import predict_logits
+from tf_benchmarks.network.builder import Node
+from tf_benchmarks.models.registry import get_model
+import tensorflow.compat.v1 as tf
 from helpers import random_images, random_weights
 
 DEPS = [6, 6, 8, 8, 8, 8, 8, 10, 10, 10, 10, 10, 10]
@@ -125,7 +125,7 @@ def test_pruned_model_equals_the_masked_model():
 
 
 def _masked_logits(model, weights, masks, images):
-    from tf_benchmarks.trainer import key_variables, load_weights
+    from tf_benchmarks.engine.weights import key_variables, load_weights
     with tf.Graph().as_default() as graph:
         inputs = tf.placeholder(tf.float32, [None, 32, 32, 3])
         builder = MaskedConvNetBuilder(inputs, False, LAYERS)

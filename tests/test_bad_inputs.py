@@ -14,8 +14,8 @@ import pytest
 
 from conftest import REPO
 from helpers import error_lines, random_weights, run_driver_cases
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.models import get_model
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.models.registry import get_model
 
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 CSGD = os.path.join(REPO, 'csgd', 'csgd_standalone.py')

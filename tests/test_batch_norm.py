@@ -4,8 +4,8 @@ the float64 definition of batch normalization, for channel counts that are not m
 import numpy as np
 import pytest
 
-from tf_benchmarks import batch_norm
-from tf_benchmarks.session import tf
+from tf_benchmarks.network import batch_norm
+import tensorflow.compat.v1 as tf
 
 EPS = 1e-3
 
@@ -85,8 +85,9 @@ def test_dc40_training_step_equals_the_fused_kernels(synthetic_dir, tmp_path, mo
     """One dc40 step through the builder (every BN, 18 of 39 with channels not a multiple of 8, moving
     statistics included) makes the fused kernel's update to float rounding (measured: within
     2.2e-4 of each variable's update, or 1.2e-7)."""
-    from tf_benchmarks.models import get_model
-    from tf_benchmarks.trainer import TrainConfig, Trainer
+    from tf_benchmarks.models.registry import get_model
+    from tf_benchmarks.engine.train_config import TrainConfig
+    from tf_benchmarks.engine.trainer import Trainer
     monkeypatch.setattr(batch_norm, 'MIN_ELEMENTS', 0)
     model = get_model('dc40')
     weights = {}

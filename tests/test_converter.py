@@ -12,8 +12,8 @@ import pytest
 
 from datasets import download_and_convert_cifar10 as converter
 from datasets import synthetic_cifar10
-from tf_benchmarks import records
-from tf_benchmarks.errors import UserError
+from tf_benchmarks.data import records
+from tf_benchmarks.core.errors import UserError
 
 from conftest import REPO
 

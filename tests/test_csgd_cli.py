@@ -13,9 +13,9 @@ from csgd import clustering
 from csgd.centripetal import cluster_deviation
 from csgd.clusters_file import load_clusters
 from helpers import error_lines, random_images, run_driver_cases, run_script
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.evaluation import predict_logits
-from tf_benchmarks.models import get_model
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.engine.evaluation import predict_logits
+from tf_benchmarks.models.registry import get_model
 
 SCRIPT = os.path.join(REPO, 'csgd', 'csgd_standalone.py')
 TINY_DEPS = [4] + [2] * 12 + [28] + [2] * 12 + [52] + [2] * 12

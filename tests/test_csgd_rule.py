@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from csgd import clustering
+from tf_benchmarks.pruning import criteria
 from csgd.centripetal import (CentripetalHandler, centripetal_gradient, decay_matrix,
                               merge_matrix)
-from tf_benchmarks.models import get_model
+from tf_benchmarks.models.registry import get_model
 from tf_benchmarks.models.densenet_model import customized_dc40_deps
-from tf_benchmarks.session import tf
+import tensorflow.compat.v1 as tf
 
 CLUSTERS = [[0, 3, 4], [1], [2, 5]]
 
@@ -109,7 +110,7 @@ def test_even_and_biased_clusters():
 
 def test_magnitude_plans_original_quirk_and_clean():
     l1 = np.array([5.0, 0.1, 3.0, 0.2, 4.0, 0.3])
-    assert np.allclose(clustering.filter_l1(np.ones((3, 3, 2, 6)) * l1), 18 * l1)
+    assert np.allclose(criteria.filter_l1(np.ones((3, 3, 2, 6)) * l1), 18 * l1)
     # kept: 0, 2, 4 (largest L1); dropped 1, 3, 5 join the first kept filter's cluster
     assert clustering.magnitude_plan(l1, 3, 'original') == [[0, 1, 3, 5], [2], [4]]
     assert clustering.magnitude_plan(l1, 3, 'clean') == [[0], [2], [4]]
@@ -150,7 +151,7 @@ def test_csgd_training_applies_weight_decay_exactly_once(synthetic_dir, tmp_path
     from csgd.pipeline import CentripetalSGD, Iteration
     from csgd.presets import PRESETS
     from helpers import random_weights
-    from tf_benchmarks import hdf5_io
+    from tf_benchmarks.files import hdf5_io
     dc40 = get_model('dc40')
     deps = [4] + [2] * 12 + [28] + [2] * 12 + [52] + [2] * 12
     init = str(tmp_path / 'init.hdf5')

@@ -15,13 +15,16 @@ import pytest
 from conftest import REPO
 from helpers import random_weights, run_driver_cases
 from aofp.pipeline import evaluate_weights, masked_builder_factory
-from tf_benchmarks import flops, hdf5_io, input_pipeline, layer_summary, records
-from tf_benchmarks.bn_folding import fold_batch_norms, fold_conv_bn
-from tf_benchmarks.evaluation import predict_logits
-from tf_benchmarks.export import build_inference_graph
-from tf_benchmarks.models import MODELS, get_model
-from tf_benchmarks.session import tf
-from tf_benchmarks.tf_startup import startup_noise
+from tf_benchmarks.network import flops
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.deploy import layer_summary
+from tf_benchmarks.deploy.bn_folding import fold_batch_norms, fold_conv_bn
+from tf_benchmarks.engine.evaluation import predict_logits
+from tf_benchmarks.deploy.export import build_inference_graph
+from tf_benchmarks.models.registry import MODELS, get_model
+import tensorflow.compat.v1 as tf
+from tf_benchmarks.core.tf_startup import startup_noise
 
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 CSGD = os.path.join(REPO, 'csgd', 'csgd_standalone.py')

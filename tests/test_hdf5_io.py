@@ -4,10 +4,10 @@ import h5py
 import numpy as np
 import pytest
 
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.evaluation import Evaluator
-from tf_benchmarks.models import get_model
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.evaluation import Evaluator
+from tf_benchmarks.models.registry import get_model
 
 
 def test_round_trip_with_original_key_names(tmp_path):

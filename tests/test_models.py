@@ -2,13 +2,13 @@
 
 import pytest
 
-from tf_benchmarks import flops
-from tf_benchmarks.convnet_builder import ConvNetBuilder
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.models import get_model
+from tf_benchmarks.network import flops
+from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.models.registry import get_model
 from tf_benchmarks.models.densenet_model import customized_dc40_deps
 from tf_benchmarks.models.resnet_model import followers, internal_layers, origin_deps
-from tf_benchmarks.session import tf
+import tensorflow.compat.v1 as tf
 
 
 def test_vc_flops_and_params_match_the_original():

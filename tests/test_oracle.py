@@ -8,14 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from aofp import oracle, oracle_compare as oc
+from aofp.oracle import command as oracle, compare as oc
 from conftest import REPO
 from helpers import error_lines, random_images, random_weights, run_driver_cases
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.evaluation import evaluate_file
-from tf_benchmarks.models import get_model
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.engine.evaluation import evaluate_file
+from tf_benchmarks.models.registry import get_model
 from tf_benchmarks.models.resnet_model import followers
-from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
+from tf_benchmarks.pruning.surgery import apply_surgery, clusters_from_mask
 
 SCRIPT = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 VC_TINY = [4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8]

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from tf_benchmarks import input_pipeline, records
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.evaluation import Evaluator
-from tf_benchmarks.models import get_model
-from tf_benchmarks.session import tf
+from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.evaluation import Evaluator
+from tf_benchmarks.models.registry import get_model
+import tensorflow.compat.v1 as tf
 
 
 def _stream(path, batch_size, steps=1, start=0, **kwargs):

@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from conftest import REPO
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.replicas import cluster_from_tf_config
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.replicas import cluster_from_tf_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -92,16 +92,16 @@ def digests(output):
 def tiny_base(tmp_path_factory):
     """A tiny vc base (random weights with sane BN statistics) for both methods."""
     from helpers import random_weights
-    from tf_benchmarks import hdf5_io
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.files import hdf5_io
+    from tf_benchmarks.models.registry import get_model
     path = tmp_path_factory.mktemp('base') / 'vc_scratch_savedweights.hdf5'
     hdf5_io.save_hdf5(str(path), random_weights(get_model('vc').trace(TINY_VC), 0), TINY_VC)
     return path
 
 
 def test_two_workers_csgd_same_weights_files_written_once(tiny_base, synthetic_dir, tmp_path):
-    from tf_benchmarks import hdf5_io
-    from tf_benchmarks.trainer import weights_digest
+    from tf_benchmarks.files import hdf5_io
+    from tf_benchmarks.engine.weights import weights_digest
     os.symlink(tiny_base, tmp_path / 'vc_scratch_savedweights.hdf5')
     (code0, out0), (code1, out1) = run_two_workers(
         'csgd/csgd_standalone.py', ['csgd1', '--model', 'vc', '--preset', 'smoke', '--data_dir',

@@ -13,9 +13,9 @@ from csgd import clustering
 from csgd.centripetal import cluster_deviation
 from csgd.clusters_file import load_clusters
 from helpers import random_images, run_script
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.evaluation import predict_logits
-from tf_benchmarks.models import get_model
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.engine.evaluation import predict_logits
+from tf_benchmarks.models.registry import get_model
 
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 CSGD = os.path.join(REPO, 'csgd', 'csgd_standalone.py')

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from tf_benchmarks import results
-from tf_benchmarks.evaluation import EvalResult
-from tf_benchmarks.logs import LogBook
-from tf_benchmarks.models import get_model
-from tf_benchmarks.stages import Stage, StageRunner
+from tf_benchmarks.runs import results
+from tf_benchmarks.engine.evaluation import EvalResult
+from tf_benchmarks.runs.logs import LogBook
+from tf_benchmarks.models.registry import get_model
+from tf_benchmarks.runs.stages import Stage, StageRunner
 
 VC = get_model('vc')
 BASE = [8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16]

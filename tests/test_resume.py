@@ -106,8 +106,8 @@ def test_the_kill_test_fails_when_the_search_state_is_not_restored(aofp_base, ao
 
 def test_csgd1_killed_three_times_ends_as_never_killed(tmp_path_factory, synthetic_dir):
     from helpers import random_weights
-    from tf_benchmarks import hdf5_io
-    from tf_benchmarks.models import get_model
+    from tf_benchmarks.files import hdf5_io
+    from tf_benchmarks.models.registry import get_model
     base = tmp_path_factory.mktemp('csgd_base')
     deps = [4] * 13
     hdf5_io.save_hdf5(str(base / 'vc_scratch_savedweights.hdf5'),

@@ -19,9 +19,9 @@ from numpy.lib import format as npy_format
 
 from csgd.clusters_file import load_clusters, save_clusters
 from datasets import download_and_convert_cifar10 as converter
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.safe_pickle import RefusedGlobal, safe_load
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.files.safe_pickle import RefusedGlobal, safe_load
 
 from conftest import REPO
 from helpers import run_script
@@ -376,9 +376,9 @@ PACKAGES = ('tf_benchmarks', 'aofp', 'csgd', 'datasets', 'bench')
 # Any use (call or reference) of these names, resolved through imports, is refused: each can run
 # code from data or hand a string to a shell.
 FORBIDDEN = {
-    'pickle.load': 'unpickling runs code; use tf_benchmarks.safe_pickle.safe_load',
-    'pickle.loads': 'unpickling runs code; use tf_benchmarks.safe_pickle.safe_load',
-    'pickle.Unpickler': 'unpickling runs code; use tf_benchmarks.safe_pickle.safe_load',
+    'pickle.load': 'unpickling runs code; use tf_benchmarks.files.safe_pickle.safe_load',
+    'pickle.loads': 'unpickling runs code; use tf_benchmarks.files.safe_pickle.safe_load',
+    'pickle.Unpickler': 'unpickling runs code; use tf_benchmarks.files.safe_pickle.safe_load',
     '_pickle.load': 'unpickling runs code', '_pickle.loads': 'unpickling runs code',
     '_pickle.Unpickler': 'unpickling runs code', 'dill.load': 'unpickling runs code',
     'dill.loads': 'unpickling runs code', 'joblib.load': 'unpickling runs code',
@@ -389,7 +389,7 @@ FORBIDDEN = {
     'os.system': 'runs a shell', 'os.popen': 'runs a shell',
     'subprocess.getoutput': 'runs a shell', 'subprocess.getstatusoutput': 'runs a shell',
 }
-ALLOWED_USES = {('tf_benchmarks/safe_pickle.py', 'pickle.Unpickler')}  # the restricted subclass
+ALLOWED_USES = {('tf_benchmarks/files/safe_pickle.py', 'pickle.Unpickler')}  # the restricted subclass
 # Calls refused when this keyword is given anything but a literal False (or hidden in **kwargs).
 KEYWORD_RULES = {'numpy.load': 'allow_pickle', 'numpy.lib.format.read_array': 'allow_pickle',
                  'subprocess.*': 'shell'}
@@ -484,4 +484,4 @@ def test_scanner_catches_planted_calls():
                        're.compile("x")', 'model.eval()', 'def exec_step(): pass'])
     assert scan_source(clean, 'clean.py') == []
     assert scan_source('import pickle\nclass U(pickle.Unpickler): pass',
-                       'tf_benchmarks/safe_pickle.py') == []
+                       'tf_benchmarks/files/safe_pickle.py') == []

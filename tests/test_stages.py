@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.logs import LogBook
-from tf_benchmarks.stages import Stage, StageRunner, file_digest
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.runs.logs import LogBook
+from tf_benchmarks.runs.stages import Stage, StageRunner
+from tf_benchmarks.files.atomic import file_digest
 
 
 class Work:

@@ -4,10 +4,11 @@
 import numpy as np
 import pytest
 
-from tf_benchmarks.evaluation import predict_logits
-from tf_benchmarks.models import get_model
-from tf_benchmarks.network_trace import NetworkBuilder, SELECT
-from tf_benchmarks.surgery import apply_surgery, clusters_from_mask
+from tf_benchmarks.engine.evaluation import predict_logits
+from tf_benchmarks.models.registry import get_model
+from tf_benchmarks.network.builder import NetworkBuilder
+from tf_benchmarks.network.trace import SELECT
+from tf_benchmarks.pruning.surgery import apply_surgery, clusters_from_mask
 from helpers import random_images, random_weights
 
 

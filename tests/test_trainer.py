@@ -5,11 +5,14 @@ import os
 import numpy as np
 import pytest
 
-from tf_benchmarks import hdf5_io
-from tf_benchmarks.errors import UserError
-from tf_benchmarks.models import get_model
-from tf_benchmarks.session import tf
-from tf_benchmarks.trainer import TrainConfig, TrainHook, Trainer, learning_rate
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.models.registry import get_model
+import tensorflow.compat.v1 as tf
+from tf_benchmarks.engine.train_config import TrainConfig
+from tf_benchmarks.engine.hooks import TrainHook
+from tf_benchmarks.engine.method import MethodBundle
+from tf_benchmarks.engine.trainer import Trainer, learning_rate
 
 TINY_VC = [8, 8, 16, 16, 32, 32, 32, 32, 32, 32, 32, 32, 32]
 
@@ -89,7 +92,7 @@ def test_gradient_doubling_and_handler_see_the_right_gradients(synthetic_dir, tm
 
     config = TrainConfig(num_steps=1, batch_size=8, lr_values=[0.0])
     trainer = Trainer(get_model('vc'), [4] * 13, synthetic_dir, config, str(tmp_path / 'r'),
-                      grad_handler=handler)
+                      method=MethodBundle(grad_handler=handler))
     assert 'v0/cg/affine1/dense/bias' in seen
     assert seen['v0/cg/affine1/dense/bias'].op.type == 'Mul'        # doubled
     assert seen['v0/cg/conv0/batchnorm0/beta'].op.type == 'Mul'     # doubled
@@ -119,7 +122,7 @@ def test_nan_loss_stops_with_a_clear_error(synthetic_dir, tmp_path):
 
 
 def test_search_state_round_trips_through_a_real_checkpoint(synthetic_dir, tmp_path):
-    from aofp.pipeline import masked_builder_factory
+    from aofp.pipeline import search_method
     from aofp.search import AofpSearch
     from aofp.search_hook import SearchHook
     deps, run = [4] * 13, str(tmp_path / 'run')
@@ -128,8 +131,8 @@ def test_search_state_round_trips_through_a_real_checkpoint(synthetic_dir, tmp_p
     def search_run():
         search = AofpSearch([np.ones(d, np.float32) for d in deps], 3, 10.0, 0, lambda w: 0.0, 1.0)
         hook = SearchHook(search, range(13), str(tmp_path / 'bds.txt'), 0, 0)
-        Trainer(get_model('vc'), deps, synthetic_dir, config, run, hooks=[hook],
-                builder_factory=masked_builder_factory(range(13), search=True)).run()
+        Trainer(get_model('vc'), deps, synthetic_dir, config, run,
+                method=search_method(range(13), hook)).run()
         return search
     first = search_run()
     assert first.num_moves > 0

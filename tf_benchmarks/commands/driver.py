@@ -1,0 +1,59 @@
+"""The shared driver of both methods' command lines: a method describes itself as a `Driver` (its
+script name, presets, settings from flags and a table of modes); `main` checks the command line,
+dispatches `export`, `summary` and `report` to deploy_commands, and runs the method's mode with the
+preset's settings and the model. This module imports no method: the drivers pass themselves in."""
+
+import dataclasses
+from typing import Callable, Dict, Optional, Tuple
+
+from absl import app, flags
+
+from tf_benchmarks.commands import deploy_commands
+from tf_benchmarks.commands.driver_flags import define_common_flags
+from tf_benchmarks.core.errors import UserError, exit_on_user_error
+from tf_benchmarks.models.registry import get_model
+
+FLAGS = flags.FLAGS
+
+
+@dataclasses.dataclass
+class Driver:
+    """`modes` maps a mode to `run(model, settings, file, mode)` (`file` is the FILE argument of the
+    `file_modes`, else None); `family(mode)` names the table entry of a mode the table does not
+    list by name (C-SGD: any name containing `csgd` or `magnitude`, as the original), or None."""
+    script: str
+    presets: Dict
+    default_model: str
+    settings_from_flags: Callable
+    modes: Dict[str, Callable]
+    file_modes: Tuple[str, ...]
+    usage: str
+    family: Callable[[str], Optional[str]] = lambda mode: None
+
+    def define_flags(self):
+        """The flags every driver has (data, preset, model, run and scale-out flags, deploy)."""
+        define_common_flags(self.presets, self.default_model)
+        deploy_commands.define_flags()
+
+    def entry(self, mode):
+        if mode is None:
+            return None
+        return mode if mode in self.modes else self.family(mode)
+
+    def main(self, argv):
+        mode = argv[1] if len(argv) > 1 else None
+        if mode in deploy_commands.MODES:
+            return deploy_commands.run_mode(argv, self.script)
+        entry = self.entry(mode)
+        if entry is None:
+            raise UserError('unknown mode %s; %s'
+                            % ('(none)' if mode is None else repr(mode), self.usage))
+        if (mode in self.file_modes) != (len(argv) == 3) or len(argv) > 3:
+            raise UserError(self.usage)
+        settings = self.settings_from_flags()
+        model = get_model(FLAGS.model)
+        self.modes[entry](model, settings, argv[2] if len(argv) == 3 else None, mode)
+
+    def run(self):
+        """The console entry point: absl parses the flags, a user's error ends in one line."""
+        app.run(exit_on_user_error(self.main))

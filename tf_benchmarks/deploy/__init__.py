@@ -1,0 +1,3 @@
+"""Using a result: the inference SavedModel with BN folded, TFLite conversion, the per-layer summary
+and the report's plots. Above `engine` because an export builds a graph and opens a session
+through it; may import every package below `commands`."""

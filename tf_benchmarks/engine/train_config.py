@@ -1,0 +1,43 @@
+"""The settings of one training run (`TrainConfig`: steps, batch, LR schedule, momentum, weight
+decay and which variables get it, gradient doubling, precision, bookkeeping intervals)."""
+
+import dataclasses
+from typing import Callable, Sequence
+
+from tf_benchmarks.core.errors import UserError
+
+
+def kernels_only(name, shape):
+    """The AOFP L2 filter: only rank-2 and rank-4 variables (conv and FC kernels)."""
+    return len(shape) in (2, 4)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    num_steps: int
+    batch_size: int = 64
+    lr_values: Sequence[float] = (0.1,)
+    lr_boundaries: Sequence[int] = ()          # in steps; len(lr_values) == len(lr_boundaries) + 1
+    warmup_steps: int = 0                      # linear warmup from 0 to lr_values[0]
+    cosine: bool = False                       # cosine decay from lr_values[0] to 0 (no steps)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    l2_filter: Callable = kernels_only         # (name, shape) -> bool: which variables get L2
+    double_gradient_keywords: Sequence[str] = ('bias', 'beta')
+    augmentation: bool = True
+    shuffle: bool = True
+    precision: str = 'fp32'                    # 'bf16': bfloat16 convolutions, float32 variables
+    display_every: int = 100
+    summary_every: int = 100
+    checkpoint_every: int = 2000               # steps between resumable checkpoints
+    checkpoint_secs: float = 600.0             # ... or seconds, whichever comes first
+    snapshot_every: int = 0                    # steps between ckpt_step_<gs>.hdf5 snapshots
+    seed: int = 1234
+    intra_threads: int = 0
+    inter_threads: int = 0
+
+    def __post_init__(self):
+        if len(self.lr_values) != len(self.lr_boundaries) + 1:
+            raise ValueError('need one more LR value than boundaries')
+        if self.precision not in ('fp32', 'bf16'):
+            raise UserError('precision must be fp32 or bf16, got %r' % (self.precision,))

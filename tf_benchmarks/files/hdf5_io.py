@@ -1,0 +1,194 @@
+"""hdf5 weight files in the originals' format, so weights move between this project and the TF1 code.
+
+One dataset per variable, keyed by the variable name with `/` replaced by `+` and a `:0` suffix
+(`v0+cg+conv0+conv2d+kernel:0`), plus `deps` (int widths) and, in AOFP tuned files,
+`base_mask_value{i}` (0/1 float masks). Files are written to a temporary name and renamed. Reading
+takes top-level datasets of numbers stored in the file only: links, groups, virtual datasets and
+external storage (which could point at other files) are refused.
+"""
+
+import dataclasses
+import os
+import re
+from typing import Dict, List, Optional, Tuple
+
+import h5py
+import numpy as np
+
+from tf_benchmarks.core import workers
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.files.atomic import replacing
+
+DEPS_KEY = 'deps'
+MASK_KEY_PREFIX = 'base_mask_value'
+_MASK_KEY = re.compile(r'^%s(\d+)$' % MASK_KEY_PREFIX)
+# Removed from both file keys and graph names before matching (as the original loaders do).
+_NORMALIZE = [re.compile(p) for p in (r':0$', r'tower_\d+/', r'/ExponentialMovingAverage',
+                                      r'^v\d+/')]
+
+
+def encode_key(name):
+    """Variable name -> hdf5 key: `/` -> `+`, with a `:0` suffix."""
+    if not name.endswith(':0'):
+        name += ':0'
+    return name.replace('/', '+')
+
+
+def decode_key(key):
+    """hdf5 key -> variable name (without `:0`)."""
+    name = key.replace('+', '/')
+    return name[:-2] if name.endswith(':0') else name
+
+
+def normalize_name(name):
+    """Name used to match file entries with graph variables (`v0/cg/conv0/...:0` -> `cg/conv0/...`)."""
+    for pattern in _NORMALIZE:
+        name = pattern.sub('', name)
+    return name
+
+
+@dataclasses.dataclass
+class WeightFile:
+    """The contents of a weights file: variables by name (no `:0`), widths and AOFP masks."""
+    weights: Dict[str, np.ndarray]
+    deps: Optional[Tuple[int, ...]] = None
+    masks: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+def save_hdf5(path, weights, deps=None, masks=None):
+    """Write weights (name -> array) plus optional deps and masks; temporary name, then rename.
+    Not on the non-chief workers of a multi-worker run (they write nothing)."""
+    if not workers.writes_files():
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with replacing(path) as tmp:
+        with h5py.File(tmp, 'w') as f:
+            for name, value in weights.items():
+                f.create_dataset(encode_key(name), data=np.asarray(value))
+            if deps is not None:
+                f.create_dataset(DEPS_KEY, data=np.asarray(deps, dtype=np.int64))
+            for layer, mask in sorted((masks or {}).items()):
+                f.create_dataset(MASK_KEY_PREFIX + str(layer),
+                                 data=np.asarray(mask, dtype=np.float32))
+
+
+_KINDS = {h5py.ExternalLink: 'a link to another file', h5py.SoftLink: 'a soft link',
+          h5py.Group: 'a group'}
+
+
+def _read_datasets(f, path):
+    """Every top-level dataset of an open file, stored in the file itself and of numbers; links,
+    groups, virtual datasets and external storage (which can point at other files) are refused."""
+    raw = {}
+    for key in f.keys():
+        link = f.get(key, getlink=True)
+        item = f.get(key) if isinstance(link, h5py.HardLink) else link
+        if not isinstance(item, h5py.Dataset):
+            problem = 'is %s' % _KINDS.get(type(item), 'a ' + type(item).__name__)
+        elif item.is_virtual:
+            problem = 'is a virtual dataset'
+        elif item.external is not None:
+            problem = 'is stored outside the file'
+        elif item.dtype.kind not in 'biuf':
+            problem = 'has dtype %s' % item.dtype
+        else:
+            raw[key] = np.asarray(item)
+            continue
+        raise UserError('%s: entry %r %s; a weights file holds only datasets of numbers '
+                        'stored in the file, so it is not read' % (path, key, problem))
+    return raw
+
+
+def read_hdf5(path):
+    """Read a weights file into a WeightFile; a missing or unreadable file is a UserError, and so
+    is an entry that is not a plain dataset of numbers in the file (see _read_datasets)."""
+    if not os.path.exists(path):
+        raise UserError('weights file %s does not exist' % path)
+    try:
+        with h5py.File(path, 'r') as f:
+            raw = _read_datasets(f, path)
+    except (OSError, KeyError) as e:
+        raise UserError('cannot read %s as an hdf5 weights file (%s); is it a complete file '
+                        'written by this project or the original code?' % (path, e))
+    result = WeightFile(weights={})
+    for key, value in raw.items():
+        mask = _MASK_KEY.match(key)
+        if key == DEPS_KEY:
+            result.deps = tuple(int(d) for d in np.ravel(value))
+        elif mask:
+            result.masks[int(mask.group(1))] = value.astype(np.float32)
+        else:
+            result.weights[decode_key(key)] = value
+    return result
+
+
+@dataclasses.dataclass
+class LoadReport:
+    matched: List[str]
+    missing: List[str]
+    unexpected: List[str]
+    mismatched: List[Tuple[str, tuple, tuple]]
+
+    def summary(self):
+        return '%d tensors loaded, %d missing, %d unexpected, %d with a wrong shape' % (
+            len(self.matched), len(self.missing), len(self.unexpected), len(self.mismatched))
+
+
+def match_weights(shapes, weights):
+    """Match graph variables (name -> shape) with file weights (name -> array) by normalized name.
+
+    Returns (assignments: graph name -> array, LoadReport).
+    """
+    by_norm = {}
+    for name, value in weights.items():
+        by_norm[normalize_name(name)] = (name, value)
+    assignments, report = {}, LoadReport([], [], [], [])
+    used = set()
+    for name, shape in shapes.items():
+        norm = normalize_name(name)
+        if norm not in by_norm:
+            report.missing.append(name)
+            continue
+        used.add(norm)
+        file_name, value = by_norm[norm]
+        if tuple(value.shape) != tuple(shape):
+            report.mismatched.append((name, tuple(shape), tuple(value.shape)))
+            continue
+        assignments[name] = value
+        report.matched.append(name)
+    report.unexpected = sorted(by_norm[n][0] for n in by_norm if n not in used)
+    return assignments, report
+
+
+def _listed(names, limit=8):
+    return ', '.join(names[:limit]) + (' and %d more' % (len(names) - limit)
+                                       if len(names) > limit else '')
+
+
+def check_report(report, source, allow_missing=False, allow_unexpected=True):
+    """Raise a UserError naming the problem entries if the load is not clean enough."""
+    if report.mismatched:
+        lines = ['  %s: graph %s, file %s' % m for m in report.mismatched[:10]]
+        raise UserError('%s does not fit this model: %d tensors have the wrong shape:\n%s\n'
+                        'Rebuild the model with the widths (deps) stored in that file, or pass a '
+                        'file of this architecture.' % (source, len(report.mismatched),
+                                                         '\n'.join(lines)))
+    problems = []
+    if report.missing and not allow_missing:
+        problems.append('it lacks %d of the model\'s variables (%s)'
+                        % (len(report.missing), _listed(report.missing)))
+    if report.unexpected and not allow_unexpected:
+        problems.append('it has %d entries the model does not have (%s)'
+                        % (len(report.unexpected), _listed(report.unexpected)))
+    if problems:
+        raise UserError('%s does not fit this model: %s. It belongs to another architecture or is '
+                        'incomplete; pass the right file (--allow_partial_start starts from the '
+                        'entries that match, on purpose)' % (source, '; '.join(problems)))
+
+
+def check_weights_fit(shapes, weights, source, partial=False):
+    """Before any work starts: `weights` must hold every variable of `shapes` (name -> shape) with
+    its shape and nothing else (unless `partial`); raises a UserError naming the entries."""
+    _, report = match_weights(shapes, weights)
+    check_report(report, source, allow_missing=partial, allow_unexpected=partial)

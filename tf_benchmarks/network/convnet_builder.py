@@ -1,0 +1,116 @@
+"""TensorFlow ConvNetBuilder: the `NetworkBuilder` calls emitted as `tf.compat.v1` graph ops
+(`get_variable`, `tf.nn.conv2d`, fused batch norm, pooling, `xw_plus_b`), NHWC, no Keras."""
+
+import tensorflow.compat.v1 as tf
+from tensorflow.python.training import moving_averages
+
+from tf_benchmarks.network.batch_norm import batch_norm_training
+from tf_benchmarks.network.builder import NetworkBuilder
+
+_INITIALIZERS = {
+    'glorot_uniform': lambda: tf.glorot_uniform_initializer(),
+    # N(0, sqrt(2 / (k_h * k_w * C_out))), the DenseNet/C-SGD conv initializer.
+    'he_normal_fan_out': lambda: tf.variance_scaling_initializer(
+        scale=2.0, mode='fan_out', distribution='untruncated_normal'),
+    'zeros': lambda: tf.zeros_initializer(),
+    'ones': lambda: tf.ones_initializer(),
+}
+
+
+def variable_name(var):
+    """A variable's name without ':0' ('conv0/kernel'), the same for every copy a tf.distribute
+    strategy makes of it."""
+    return var.name.rsplit(':', 1)[0]
+
+
+class ConvNetBuilder(NetworkBuilder):
+    """Builds the graph of a model's builder calls; `phase_train` selects batch/moving statistics.
+
+    In training mode each BN adds its two moving-average assigns (decay `bn_decay`,
+    zero_debias=False) to `self.update_ops` (also to the UPDATE_OPS collection); with
+    `moving_average_updates=False` it only lists (moving variable, batch value, decay) in
+    `self.batch_statistics`, for a trainer that averages them over replicas first. With
+    `conv_dtype=tf.bfloat16` the convolutions compute in bfloat16 (inputs and kernels cast, outputs
+    cast back); variables, activations, BN, pooling, FC layers and logits stay float32, because the
+    CPU's bfloat16 batch norm and element-wise kernels are slower than the float32 ones. Training-mode
+    BN goes through `batch_norm.batch_norm_training` (oneDNN's fast path for any channel count).
+    """
+
+    def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, conv_dtype=tf.float32,
+                 moving_average_updates=True):
+        shape = images.shape.as_list()[1:]
+        super().__init__(images, tuple(shape), phase_train, bn_decay, bn_epsilon)
+        self.conv_dtype = conv_dtype
+        self.moving_average_updates = moving_average_updates
+        self.update_ops = []
+        self.batch_statistics = []
+        self.variables = {}  # full name -> tf.Variable, for layers that reuse them
+
+    def _emit_scope(self, name, reuse):
+        return tf.variable_scope(name, reuse=reuse)
+
+    def _emit_variable(self, name, full_name, shape, initializer, trainable):
+        var = tf.get_variable(name, shape, tf.float32, initializer=_INITIALIZERS[initializer](),
+                              trainable=trainable)
+        if variable_name(var) != full_name:
+            raise ValueError('variable %s was created as %s: build the model inside the builder\'s '
+                             'own variable_scope calls' % (full_name, variable_name(var)))
+        self.variables[full_name] = var
+        return var
+
+    def _emit_conv(self, x, kernel, strides, mode):
+        return self.conv2d(x, kernel, strides, mode)
+
+    def conv2d(self, x, kernel, strides, mode):
+        """NHWC convolution in `conv_dtype`, float32 in and out. SAME_RESNET (tf_cnn_benchmarks'
+        mode): with a stride, pad (k-1)//2 before and the rest after on both axes, then VALID."""
+        if mode == 'SAME_RESNET':
+            if strides == (1, 1):
+                mode = 'SAME'
+            else:
+                k_h, k_w = kernel.shape.as_list()[:2]
+                x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2],
+                               [0, 0]])
+                mode = 'VALID'
+        if self.conv_dtype == tf.float32:
+            return tf.nn.conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
+        y = tf.nn.conv2d(tf.cast(x, self.conv_dtype), tf.cast(kernel, self.conv_dtype),
+                         [1, strides[0], strides[1], 1], mode)
+        return tf.cast(y, tf.float32)
+
+    def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
+        if self.phase_train:
+            y, batch_mean, batch_var = batch_norm_training(x, gamma, beta, epsilon)
+            for var, value in ((mean, batch_mean), (variance, batch_var)):
+                self.batch_statistics.append((var, value, decay))
+                if not self.moving_average_updates:
+                    continue
+                op = moving_averages.assign_moving_average(var, value, decay, zero_debias=False)
+                self.update_ops.append(op)
+                tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, op)
+            return y
+        y, _, _ = tf.nn.fused_batch_norm(x, gamma, beta, mean=mean, variance=variance,
+                                         epsilon=epsilon, is_training=False)
+        return y
+
+    def _emit_relu(self, x):
+        return tf.nn.relu(x)
+
+    def _emit_pool(self, kind, x, ksize, strides, mode):
+        pool = tf.nn.max_pool if kind == 'max' else tf.nn.avg_pool
+        return pool(x, [1, ksize[0], ksize[1], 1], [1, strides[0], strides[1], 1], mode)
+
+    def _emit_concat(self, xs):
+        return tf.concat(xs, axis=3)
+
+    def _emit_add(self, xs):
+        return tf.add_n(xs)
+
+    def _emit_spatial_mean(self, x):
+        return tf.reduce_mean(x, axis=[1, 2])
+
+    def _emit_flatten(self, x, size):
+        return tf.reshape(x, [-1, size])
+
+    def _emit_affine(self, x, kernel, bias):
+        return tf.nn.xw_plus_b(x, kernel, bias)

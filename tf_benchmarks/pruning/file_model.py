@@ -1,0 +1,84 @@
+"""Which model a weights file holds, and the weights it stands for at inference: the model named by
+`--model`, or else the one whose variables the file fits; an AOFP tuned file's masked filters are
+removed (so its widths are the masked model's)."""
+
+import dataclasses
+from typing import Dict, Tuple
+
+import numpy as np
+
+from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.models.registry import MODELS, get_model
+from tf_benchmarks.pruning.surgery import remove_masked
+
+
+@dataclasses.dataclass
+class ModelFile:
+    """A weights file read for inference: its model, the weights and widths after removing any
+    masked filters, and the file's own widths (before that)."""
+    path: str
+    model: object
+    weights: Dict[str, np.ndarray]
+    deps: Tuple[int, ...]
+    file_deps: Tuple[int, ...]
+    masked: bool
+
+
+def _fit_problem(model, weight_file):
+    """None if `weight_file` holds every variable of `model` at the file's widths with its shape
+    (entries the model lacks are ignored, as `eval` does), else why not."""
+    deps = weight_file.deps or model.default_deps
+    try:
+        deps = model.check_deps(deps)
+    except UserError as e:
+        return str(e)
+    _, report = hdf5_io.match_weights(model.trace(deps).shapes, weight_file.weights)
+    if report.mismatched:
+        return '%d tensors have the wrong shape (%s: model %s, file %s)' % (
+            len(report.mismatched), *report.mismatched[0])
+    if report.missing:
+        return 'it lacks %d of the model\'s variables (%s, ...)' % (len(report.missing),
+                                                                 report.missing[0])
+    return None
+
+
+def identify_model(weight_file, path, model_name=None):
+    """The ModelSpec of a file: `model_name` if given (the file must fit it), else the one model it
+    fits; a UserError naming the problem otherwise."""
+    if model_name:
+        model = get_model(model_name)
+        problem = _fit_problem(model, weight_file)
+        if problem:
+            raise UserError('%s does not fit the model %s: %s. Pass the --model it was trained as, '
+                            'or leave --model out to let the file\'s variables decide'
+                            % (path, model.name, problem))
+        return model
+    fitting = [m for m in MODELS.values() if _fit_problem(m, weight_file) is None]
+    if not fitting:
+        raise UserError('%s is not a weights file of a known architecture: its variables (%d, e.g. '
+                        '%s) and widths fit none of the models %s'
+                        % (path, len(weight_file.weights),
+                           ', '.join(sorted(weight_file.weights)[:2]) or 'none',
+                           ', '.join(sorted(MODELS))))
+    return fitting[0]
+
+
+def read_model_file(path, model_name=None):
+    """Read a weights file as a ModelFile (a tuned file's masks applied by removing the filters)."""
+    weight_file = hdf5_io.read_hdf5(path)
+    model = identify_model(weight_file, path, model_name)
+    file_deps = model.file_deps(weight_file)
+    weights, deps = weight_file.weights, file_deps
+    if weight_file.masks:
+        trace = model.trace(file_deps)
+        roots = {g.root for g in trace.groups}
+        for layer, mask in weight_file.masks.items():
+            if layer not in roots or len(mask) != file_deps[layer]:
+                raise UserError('%s: mask base_mask_value%d does not fit %s at widths %s'
+                                % (path, layer, model.name, list(file_deps)))
+            if not (mask > 0.5).any():
+                raise UserError('%s: mask base_mask_value%d removes every filter of layer %d'
+                                % (path, layer, layer))
+        weights, deps = remove_masked(trace, weights, weight_file.masks)
+    return ModelFile(path, model, weights, tuple(deps), file_deps, bool(weight_file.masks))

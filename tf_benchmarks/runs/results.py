@@ -1,0 +1,90 @@
+"""`results.json`, the machine-readable results of `prune`, `csgd1` and `magnitude1` in a working
+directory: per run, iteration and phase, the file, widths, FLOPs and parameters with the share
+removed, top-1, top-5, loss and wall time. Each finished stage stores its part in run.json; this file
+is rebuilt from run.json whenever that changes, so re-runs, resumes and --restart_from keep the two
+consistent and nothing is listed twice."""
+
+import os
+
+from tf_benchmarks.core import workers
+from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.files.atomic import write_json
+from tf_benchmarks.network import flops
+
+RESULTS = 'results.json'
+FORMAT = 'results-v1'
+
+
+def _removed(value, base):
+    return 1.0 - value / float(base) if base else None
+
+
+def structure(model, widths, base_widths):
+    """Widths, FLOPs and parameters of `widths`, with the share removed against `base_widths`."""
+    f, p = flops.count_flops(model, widths), flops.count_params(model, widths)
+    return dict(widths=[int(w) for w in widths], flops=f, params=p,
+                flops_removed=_removed(f, flops.count_flops(model, base_widths)),
+                params_removed=_removed(p, flops.count_params(model, base_widths)))
+
+
+def base_entry(model, path, widths):
+    return dict(file=path, widths=[int(w) for w in widths],
+                flops=flops.count_flops(model, widths), params=flops.count_params(model, widths))
+
+
+def evaluation(model, path, widths, base_widths, result):
+    """One evaluated file: structure() plus top-1, top-5, mean loss and the number of images."""
+    return dict(file=path, **structure(model, widths, base_widths), top1=float(result.top1),
+                top5=float(result.top5), loss=float(result.loss), images=int(result.num_examples))
+
+
+def stage_result(run, method, model, base, iteration, phase, entry, **extra):
+    """What a finished stage stores in run.json for this file: the run (the command's mode) and
+    method it belongs to, its iteration and phase, the base, and its evaluation `entry`."""
+    return dict(run=run, method=method, model=model.name, base=base, iteration=int(iteration),
+                phase=phase, evaluation=dict(entry, **extra))
+
+
+def build(record):
+    """The results document from a run.json record: every finished stage that stored a result."""
+    runs = {}
+    for name, entry in record.get('stages', {}).items():
+        result = entry.get('results')
+        if entry.get('status') != 'done' or not result:
+            continue
+        run = runs.setdefault(result['run'], dict(method=result['method'], model=result['model'],
+                                                  base=result['base'], iterations=[]))
+        while len(run['iterations']) <= result['iteration']:
+            run['iterations'].append(dict(iteration=len(run['iterations']), wall_s=0.0))
+        iteration = run['iterations'][result['iteration']]
+        iteration[result['phase']] = dict(result['evaluation'], stage=name,
+                                          wall_s=entry.get('wall_s'))
+        iteration['wall_s'] = round(iteration['wall_s'] + (entry.get('wall_s') or 0.0), 1)
+    return dict(format=FORMAT, runs=runs)
+
+
+def rebuild(record, record_path):
+    """Write results.json next to run.json from `record`, atomically; nothing is written where no
+    stage stored a result and there is no results.json yet (e.g. `train` alone)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(record_path)), RESULTS)
+    document = build(record)
+    if (document['runs'] or os.path.exists(path)) and workers.writes_files():
+        write_json(path, document)
+
+
+def read_results(directory='.'):
+    """The results document of a working directory; a UserError if there is none."""
+    import json
+    path = os.path.join(directory, RESULTS)
+    if not os.path.exists(path):
+        raise UserError('%s has no %s; run `report` in the working directory of a `prune`, '
+                        '`csgd1` or `magnitude1` run (they write it after every stage)'
+                        % (os.path.abspath(directory), RESULTS))
+    try:
+        with open(path) as f:
+            document = json.load(f)
+        if document.get('format') != FORMAT or not isinstance(document.get('runs'), dict):
+            raise ValueError('not a %s document' % FORMAT)
+    except ValueError as e:
+        raise UserError('%s is not a results file of this project (%s)' % (path, e))
+    return document
