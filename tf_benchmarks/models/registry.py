@@ -4,7 +4,7 @@ import dataclasses
 from typing import Callable, Tuple
 
 from tf_benchmarks.core.errors import UserError
-from tf_benchmarks.models import densenet_model, resnet_model, vc_model
+from tf_benchmarks.models import densenet_model, resnet50_model, resnet_model, vc_model
 from tf_benchmarks.network.builder import NetworkBuilder
 
 
@@ -16,6 +16,10 @@ class ModelSpec:
     flops_num_classes: int    # classifier outputs counted by the original FLOPs function
     add_inference: Callable   # (builder, deps, num_classes) -> logits node
     description: str
+    image_size: int = 32      # the input size the model is traced and exported at by default
+    # Conv layers whose multiply-accumulates the ResNet paper's count divides by 4 (it puts a
+    # stage's stride on the first 1x1 of the stage's first block, not on the 3x3): sres50's.
+    v1_strided_layers: Tuple[int, ...] = ()
 
     def check_deps(self, deps):
         """Return deps as a tuple of ints, or raise a UserError saying what is wrong."""
@@ -69,9 +73,10 @@ class ModelSpec:
         deps = self.check_deps(deps)
         return self.add_inference(builder, deps, num_classes or self.num_classes)
 
-    def trace(self, deps=None, num_classes=None, image_shape=(32, 32, 3)):
-        """The model's NetworkTrace (names, shapes, MACs, channel slots) without building a graph."""
-        builder = NetworkBuilder(image_shape=image_shape)
+    def trace(self, deps=None, num_classes=None, image_shape=None):
+        """The model's NetworkTrace (names, shapes, MACs, channel slots) without building a graph,
+        at `image_shape` (default: the model's image size, RGB)."""
+        builder = NetworkBuilder(image_shape=image_shape or (self.image_size, self.image_size, 3))
         self.build(builder, self.default_deps if deps is None else deps, num_classes)
         return builder.trace
 
@@ -88,6 +93,10 @@ MODELS = {
                        'later code)'),
     'src110': ModelSpec('src110', resnet_model.origin_deps(18), 10, 10,
                         resnet_model.make_add_inference(18), 'stagewise ResNet-110'),
+    'sres50': ModelSpec('sres50', resnet50_model.origin_deps(), 1000, 1000,
+                        resnet50_model.add_inference, 'stagewise ResNet-50 for ImageNet (the '
+                        'authors\' later code, torchvision\'s layout)', image_size=224,
+                        v1_strided_layers=tuple(resnet50_model.strided_first_convs())),
 }
 
 

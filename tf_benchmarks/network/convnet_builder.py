@@ -97,7 +97,14 @@ class ConvNetBuilder(NetworkBuilder):
         return tf.nn.relu(x)
 
     def _emit_pool(self, kind, x, ksize, strides, mode):
+        """SAME_RESNET: PyTorch's symmetric padding, (k-1)//2 before and k//2 after (with -inf for
+        a max-pool, zeros for an average, which counts them), then VALID."""
         pool = tf.nn.max_pool if kind == 'max' else tf.nn.avg_pool
+        if mode == 'SAME_RESNET':
+            k_h, k_w = ksize
+            x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2], [0, 0]],
+                       constant_values=float('-inf') if kind == 'max' else 0.0)
+            mode = 'VALID'
         return pool(x, [1, ksize[0], ksize[1], 1], [1, strides[0], strides[1], 1], mode)
 
     def _emit_concat(self, xs):
