@@ -17,7 +17,6 @@ complete; existing output is only replaced with `--overwrite`.
 import hashlib
 import io
 import os
-import pickle
 import sys
 import tarfile
 import tempfile
@@ -84,7 +83,8 @@ def load_batch(fileobj, name):
 
 
 def _integers(value, name, what):
-    """`value` as an integer array; floats (which would be truncated), text and objects are refused."""
+    """`value` as an integer array; floats (which would be truncated), text and objects are
+    refused."""
     array = np.asarray(value)
     if array.dtype.kind not in 'iu':
         raise UserError('%s has %s of type %s; a CIFAR-10 batch holds integers there'
@@ -236,7 +236,7 @@ def synthetic_splits(num_train, num_test, seed):
 
 
 def _check_output_dir(dataset_dir):
-    """--dataset_dir must be a directory (or not exist yet), its output names free of directories."""
+    """--dataset_dir must be a directory (or not exist yet), and its output names no directories."""
     from tf_benchmarks.data.records import LABELS_FILE
     if os.path.exists(dataset_dir) and not os.path.isdir(dataset_dir):
         raise UserError('--dataset_dir %s is a file, not a directory; pass the folder to write the '
@@ -252,8 +252,8 @@ def run(dataset_dir, archive=None, batches_dir=None, synthetic=None, synthetic_t
     sources = [s for s in (archive, batches_dir, synthetic) if s is not None]
     if len(sources) > 1:
         raise UserError('pass at most one of --archive, --batches_dir and --synthetic')
-    _check_output_dir(dataset_dir)
     import_tensorflow()  # without the CPU-only start-up notices
+    _check_output_dir(dataset_dir)
     if synthetic is not None:
         if synthetic < 10:
             raise UserError('--synthetic needs at least 10 training images, got %d' % synthetic)

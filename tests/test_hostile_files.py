@@ -4,7 +4,6 @@ masks, odd converter inputs, and a fuzz of every file kind a user can give (a fi
 mutations with a fixed seed) that accepts only a correct load or the loader's UserError."""
 
 import io
-import json
 import os
 import pickle
 import shutil
@@ -67,10 +66,11 @@ def _weights_file(path, deps=VC_TINY, masks=None, raw_deps=None):
 
 
 def _batch(n, data=None, labels=None):
+    """A pickled batch's dict of n images; `data(n)` / `labels(n)` replace the pixels / labels."""
     rng = np.random.default_rng(n)
     return {b'batch_label': b'fake', b'filenames': [b'f%d.png' % i for i in range(n)],
-            b'data': rng.integers(0, 256, (n, 3072), dtype=np.uint8) if data is None else data,
-            b'labels': list(rng.integers(0, 10, n)) if labels is None else labels}
+            b'data': rng.integers(0, 256, (n, 3072), dtype=np.uint8) if data is None else data(n),
+            b'labels': [int(x) for x in rng.integers(0, 10, n)] if labels is None else labels(n)}
 
 
 def _batches_dir(path, **kwargs):
@@ -157,7 +157,7 @@ def _expect_errors(script, cases, tmp_path, prefix):
 def test_aofp_hostile_data_and_weights(tmp_path, synthetic_dir):
     made = tmp_path / 'made'
     dirs = {name: str(_data_dir(made, name, synthetic_dir, **changes)) for name, changes in (
-        ('eleven', dict(train={5: 11})), ('ten', dict(train={0: 10})),
+        ('eleven', dict(train={i: 11 for i in range(5, 640)})), ('ten', dict(train={0: 10})),
         ('negative', dict(train={639: -1})), ('test_ten', dict(test={199: 10})))}
     as_dir = made / 'record_dir'
     shutil.copytree(synthetic_dir, as_dir)
@@ -168,7 +168,7 @@ def test_aofp_hostile_data_and_weights(tmp_path, synthetic_dir):
     no_layer = _weights_file(made / 'no_layer.hdf5', masks={13: np.ones(8)})
     plain = _weights_file(made / 'plain.hdf5')
     data = ['--data_dir', synthetic_dir]
-    train = ['train', '--max_epochs', '0.05'] + VC_FLAGS + ['--data_dir']
+    train = ['train', '--max_epochs', '0.1'] + VC_FLAGS + ['--data_dir']  # one step before
     _expect_errors(AOFP, [
         (train + [dirs['eleven']], 'record 5 of %s/cifar10_train.tfrecord has the label 11, but '
                                    'the data set has 10 classes' % dirs['eleven']),
@@ -189,10 +189,9 @@ def test_aofp_hostile_data_and_weights(tmp_path, synthetic_dir):
 def test_converter_odd_inputs(tmp_path):
     made = tmp_path / 'made'
     os.makedirs(made)
-    hot = np.full((4, 3072), 300, np.int16)
-    pixels = _batches_dir(made / 'pixels', data=hot)
-    two_d = _batches_dir(made / 'two_d', labels=np.zeros((6, 2), np.int64))
-    floats = _batches_dir(made / 'floats', labels=[0.5] * 9)
+    pixels = _batches_dir(made / 'pixels', data=lambda n: np.full((n, 3072), 300, np.int16))
+    two_d = _batches_dir(made / 'two_d', labels=lambda n: np.zeros((n, 2), np.int64))
+    floats = _batches_dir(made / 'floats', labels=lambda n: [2.5] * n)
     as_dir = _batches_dir(made / 'as_dir')
     os.remove(as_dir / 'data_batch_1')
     os.makedirs(as_dir / 'data_batch_1')
@@ -200,12 +199,13 @@ def test_converter_odd_inputs(tmp_path):
     out = ['--dataset_dir', 'out']
     _expect_errors(CONVERTER, [
         (out + ['--batches_dir', str(pixels)], 'pixel values outside 0..255 (300..300)'),
-        (out + ['--batches_dir', str(two_d)], 'labels of shape (6, 2)'),
+        (out + ['--batches_dir', str(two_d)], 'labels of shape (4, 2)'),
         (out + ['--batches_dir', str(floats)], 'has labels of type float64'),
         (out + ['--batches_dir', str(as_dir)], 'data_batch_1 is a directory, not a batch file'),
         (out + ['--synthetic', '20', '--synthetic_test', '-5'], '--synthetic_test needs at least'),
         (out + ['--synthetic', '20', '--seed', '-1'], '--seed must not be negative'),
-        (['--dataset_dir', str(made / 'a_file'), '--synthetic', '20'], 'is a file, not a directory'),
+        (['--dataset_dir', str(made / 'a_file'), '--synthetic', '20'],
+         'is a file, not a directory'),
     ], tmp_path, 'conv')
 
 
