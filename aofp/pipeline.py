@@ -21,6 +21,7 @@ from tf_benchmarks.engine.evaluation import evaluate_file
 from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
 from tf_benchmarks.runs.stages import Stage, StageRunner
 from tf_benchmarks.files.atomic import file_digest
+from tf_benchmarks.pruning.file_model import check_masks
 from tf_benchmarks.pruning.surgery import remove_masked
 from tf_benchmarks.engine.train_config import TrainConfig, kernels_only
 from tf_benchmarks.commands import base_modes
@@ -105,6 +106,7 @@ def evaluate_weights(model, weight_file, data_dir, batch_size, source):
     if not weight_file.masks:
         return evaluate_file(model, weight_file, data_dir, batch_size, source)
     masks = weight_file.masks
+    check_masks(model, model.file_deps(weight_file), masks, source)
     return evaluate_file(model, weight_file, data_dir, batch_size, source,
                          feed_fn=lambda b: {b.base_masks[i]: masks[i] for i in masks},
                          builder_factory=masked_builder_factory(sorted(masks)))
@@ -136,6 +138,7 @@ def check_target_layers(model, layers, flag='--target_layers'):
 def prune_weights(model, tuned_file):
     """Physically remove a tuned file's masked filters -> (weights, deps); exact: the pruned model
     computes what the masked one does."""
+    check_masks(model, model.file_deps(tuned_file), tuned_file.masks, 'the tuned weights')
     return remove_masked(model.trace(tuned_file.deps), tuned_file.weights, tuned_file.masks)
 
 

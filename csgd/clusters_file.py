@@ -9,13 +9,12 @@ np.load(allow_pickle=True). Only the structure is checked here, not that the ind
 import io
 import json
 import os
-import pickle
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 from tf_benchmarks.core import workers
-from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.core.errors import MALFORMED_INPUT_ERRORS, UserError
 from tf_benchmarks.files.atomic import write_text
 from tf_benchmarks.files.safe_pickle import RefusedGlobal, safe_load
 
@@ -58,8 +57,10 @@ def load_clusters(path):
     except RefusedGlobal as e:
         reason = 'a pickle that asks to load %s, which a clusters file never contains; nothing ' \
                  'of it was run' % e.name
-    except (_Invalid, OSError, EOFError, pickle.UnpicklingError) as e:
+    except _Invalid as e:
         reason = str(e)
+    except MALFORMED_INPUT_ERRORS as e:  # OSError, or what hostile bytes make a parser raise
+        reason = '%s: %s' % (type(e).__name__, str(e).splitlines()[0][:200] if str(e) else '')
     raise UserError('%s is not a valid clusters file (%s); delete it to recompute the clusters, or '
                     'pass a clusters file written by this project or the original C-SGD code'
                     % (path, reason))
@@ -85,7 +86,7 @@ def _read_original_npy(raw):
         if read_header is None:
             raise _Invalid('.npy format version %d.%d' % version)
         shape, _, dtype = read_header(f)
-    except ValueError as e:
+    except MALFORMED_INPUT_ERRORS as e:
         raise _Invalid('bad .npy header: %s' % e)
     if dtype != np.dtype(object) or shape != ():
         raise _Invalid('a .npy array of %s %s, not a pickled dict of clusters' % (dtype, shape))

@@ -17,20 +17,21 @@ complete; existing output is only replaced with `--overwrite`.
 import hashlib
 import io
 import os
-import pickle
 import sys
 import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from tf_benchmarks.core.errors import UserError, exit_on_user_error  # noqa: E402
+from tf_benchmarks.core.errors import (MALFORMED_INPUT_ERRORS, UserError,  # noqa: E402
+                                       exit_on_user_error)
 from tf_benchmarks.files.safe_pickle import RefusedGlobal, safe_load  # noqa: E402
 from tf_benchmarks.core.tf_startup import import_tensorflow  # noqa: E402
 
@@ -57,26 +58,43 @@ def load_batch(fileobj, name):
     """One pickled batch -> (uint8 images [N,32,32,3] HWC RGB, int64 labels [N]).
 
     Read with the restricted unpickler: a pickle that asks for anything but plain data is refused
-    before any of it runs.
+    before any of it runs. Pixels must be integers in 0..255, labels integers in 0..9.
     """
     try:
         batch = safe_load(fileobj, encoding='bytes')
-        data = np.asarray(batch[b'data'], dtype=np.uint8)
-        labels = np.asarray(batch[b'labels'], dtype=np.int64)
+        data = _integers(batch[b'data'], name, 'data')
+        labels = _integers(batch[b'labels'], name, 'labels').astype(np.int64)
     except RefusedGlobal as e:
         raise UserError('%s is not a plain CIFAR-10 batch: it asks to load %s, which a CIFAR-10 '
                         'batch never contains; refusing to read it (nothing of it was run)'
                         % (name, e.name))
-    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError,
-            IndexError) as e:
+    except MALFORMED_INPUT_ERRORS as e:
         raise UserError('%s is not a CIFAR-10 python batch (%s: %s); the download or archive is '
-                        'corrupt, fetch it again' % (name, type(e).__name__, e))
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-        raise UserError('%s has data of shape %s and %d labels; expected N x 3072 and N labels'
-                        % (name, data.shape, len(labels)))
+                        'corrupt, fetch it again' % (name, type(e).__name__, _first_line(e)))
+    if data.ndim != 2 or data.shape[1] != 3072 or labels.ndim != 1 or len(labels) != len(data):
+        raise UserError('%s has data of shape %s and labels of shape %s; expected N x 3072 and N '
+                        'labels' % (name, data.shape, labels.shape))
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise UserError('%s has pixel values outside 0..255 (%d..%d); the batch is corrupt, fetch '
+                        'it again' % (name, data.min(), data.max()))
     if len(labels) and (labels.min() < 0 or labels.max() > 9):
         raise UserError('%s has labels outside 0..9' % name)
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+    return data.astype(np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def _integers(value, name, what):
+    """`value` as an integer array; floats (which would be truncated), text and objects are
+    refused."""
+    array = np.asarray(value)
+    if array.dtype.kind not in 'iu':
+        raise UserError('%s has %s of type %s; a CIFAR-10 batch holds integers there'
+                        % (name, what, array.dtype))
+    return array
+
+
+def _first_line(error):
+    text = str(error).splitlines()[0] if str(error) else ''
+    return text[:200]
 
 
 def _concat(batches):
@@ -87,9 +105,11 @@ def read_batches_dir(directory):
     """(train, test) from an extracted cifar-10-batches-py/ directory."""
     def read(name):
         path = os.path.join(directory, name)
-        if not os.path.exists(path):
-            raise UserError('%s is missing from %s; --batches_dir must be an extracted '
-                            'cifar-10-batches-py/ folder' % (name, directory))
+        if not os.path.isfile(path):
+            raise UserError('%s is %s %s; --batches_dir must be an extracted '
+                            'cifar-10-batches-py/ folder'
+                            % (name, 'a directory, not a batch file, in' if os.path.isdir(path)
+                               else 'missing from', directory))
         with open(path, 'rb') as f:
             return load_batch(f, path)
     return _concat([read(n) for n in TRAIN_BATCHES]), read(TEST_BATCH)
@@ -107,7 +127,7 @@ def read_archive(path):
                 if member.isfile() and base in TRAIN_BATCHES + (TEST_BATCH,):
                     found[base] = load_batch(io.BytesIO(tar.extractfile(member).read()),
                                              '%s:%s' % (path, member.name))
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise UserError('%s is not a readable cifar-10-python.tar.gz (%s); download it again'
                         % (path, e))
     missing = [n for n in TRAIN_BATCHES + (TEST_BATCH,) if n not in found]
@@ -215,15 +235,33 @@ def synthetic_splits(num_train, num_test, seed):
     return generate(num_train, train_seed), generate(num_test, test_seed)
 
 
+def _check_output_dir(dataset_dir):
+    """--dataset_dir must be a directory (or not exist yet), and its output names no directories."""
+    from tf_benchmarks.data.records import LABELS_FILE
+    if os.path.exists(dataset_dir) and not os.path.isdir(dataset_dir):
+        raise UserError('--dataset_dir %s is a file, not a directory; pass the folder to write the '
+                        'records to' % dataset_dir)
+    for name in (TRAIN_FILE, TEST_FILE, LABELS_FILE):
+        if os.path.isdir(os.path.join(dataset_dir, name)):
+            raise UserError('%s is a directory; remove it or pass another --dataset_dir'
+                            % os.path.join(dataset_dir, name))
+
+
 def run(dataset_dir, archive=None, batches_dir=None, synthetic=None, synthetic_test=None, seed=0,
         url=DATA_URL, overwrite=False):
     sources = [s for s in (archive, batches_dir, synthetic) if s is not None]
     if len(sources) > 1:
         raise UserError('pass at most one of --archive, --batches_dir and --synthetic')
     import_tensorflow()  # without the CPU-only start-up notices
+    _check_output_dir(dataset_dir)
     if synthetic is not None:
         if synthetic < 10:
             raise UserError('--synthetic needs at least 10 training images, got %d' % synthetic)
+        if synthetic_test is not None and synthetic_test < 1:
+            raise UserError('--synthetic_test needs at least 1 test image, got %d'
+                            % synthetic_test)
+        if seed < 0:
+            raise UserError('--seed must not be negative, got %d' % seed)
         num_test = synthetic_test if synthetic_test is not None else max(synthetic // 5, 10)
         train, test = synthetic_splits(synthetic, num_test, seed)
         names = ['synthetic_%d' % i for i in range(10)]

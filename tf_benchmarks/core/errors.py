@@ -1,12 +1,23 @@
 """User-facing errors: one clear message and a non-zero exit instead of a traceback."""
 
 import errno
+import pickle
 import re
+import struct
 import sys
+import tokenize
+import zlib
 
 # Write failures a user fixes by choosing another directory or freeing space.
 _WRITE_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EDQUOT,
                  errno.ENOTDIR)
+
+
+# What parsing hostile bytes can raise (a huge length, deep nesting, a bad number or encoding, a
+# truncated file, ...): readers of user files turn these into their corrupt-file UserError.
+MALFORMED_INPUT_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OSError,
+                          EOFError, OverflowError, MemoryError, RuntimeError, SyntaxError,
+                          struct.error, zlib.error, pickle.UnpicklingError, tokenize.TokenError)
 
 
 class UserError(Exception):

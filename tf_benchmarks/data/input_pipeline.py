@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf2
 import tensorflow.compat.v1 as tf
 
-from tf_benchmarks.data import records
+from tf_benchmarks.data import labels as data_labels, records
 from tf_benchmarks.core.errors import UserError, corrupt_record_error
 
 AUTOTUNE = tf.data.experimental.AUTOTUNE
@@ -100,7 +100,8 @@ def load_split(path):
 
 class RecordData:
     """Training batches from a split's tfrecords (the normal source). The decoded split is held in
-    memory and fed once per session; `initialize(session, step)` starts the stream at that step."""
+    memory and fed once per session; `initialize(session, step)` starts the stream at that step.
+    Every split's labels are checked against the data set's classes when it is made."""
 
     def __init__(self, data_dir, split='train'):
         self.path = records.split_path(data_dir, split)
@@ -108,6 +109,7 @@ class RecordData:
         if self.num_examples == 0:
             raise UserError('%s holds no images; re-create the data with '
                             'datasets/download_and_convert_cifar10.py --overwrite' % self.path)
+        data_labels.check_data_labels(data_dir)  # every split, before anything is written
         self.description = self.path
         self._decoded = None
 

@@ -74,13 +74,27 @@ def default_data_dir():
     return os.environ.get(DATA_DIR_ENV) or os.path.join('.', 'data', 'cifar10')
 
 
-def split_path(data_dir, split):
-    """Path of a split's tfrecord file in `data_dir` under either naming convention."""
-    names = SPLIT_FILES[split]
-    for name in names:
+def find_split(data_dir, split):
+    """Path of a split's tfrecord file in `data_dir` under either naming convention, or None; a
+    directory in the place of the file is a UserError."""
+    for name in SPLIT_FILES[split]:
         path = os.path.join(data_dir, name)
+        if os.path.isdir(path):
+            raise UserError('%s is a directory, not a tfrecord file; remove it and re-create the '
+                            'data with datasets/download_and_convert_cifar10.py --overwrite, or '
+                            'point --data_dir / $%s at the folder that holds the records'
+                            % (path, DATA_DIR_ENV))
         if os.path.exists(path):
             return path
+    return None
+
+
+def split_path(data_dir, split):
+    """Path of a split's tfrecord file in `data_dir` under either naming convention."""
+    path = find_split(data_dir, split)
+    if path is not None:
+        return path
+    names = SPLIT_FILES[split]
     raise UserError(
         'no CIFAR-10 %s records in %s (looked for %s). Create them with\n'
         '  python datasets/download_and_convert_cifar10.py --dataset_dir %s\n'
@@ -115,7 +129,7 @@ def count_records(path):
         try:
             for _ in tf.compat.v1.io.tf_record_iterator(path):
                 n += 1
-        except tf.errors.DataLossError as e:
+        except tf.errors.OpError as e:  # DataLossError for a damaged file, and any other
             raise UserError('%s is corrupt (%s); re-create it with '
                             'datasets/download_and_convert_cifar10.py --overwrite'
                             % (path, e.message.splitlines()[0]))

@@ -4,7 +4,7 @@ import dataclasses
 
 from tf_benchmarks.engine import session as tf_session
 import tensorflow.compat.v1 as tf
-from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.data import input_pipeline, labels as data_labels, records
 from tf_benchmarks.network.convnet_builder import ConvNetBuilder
 from tf_benchmarks.core.errors import UserError, corrupt_record_error
 from tf_benchmarks.engine.weights import key_variables, load_weights
@@ -30,6 +30,7 @@ class Evaluator:
         self.model = model
         self.deps = model.check_deps(deps)
         self.path = records.split_path(data_dir, split)
+        data_labels.check_labels(self.path, data_labels.class_names(data_dir))
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.set_random_seed(0)  # initializers are overwritten; op determinism wants a seed

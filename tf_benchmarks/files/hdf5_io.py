@@ -16,10 +16,11 @@ import h5py
 import numpy as np
 
 from tf_benchmarks.core import workers
-from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.core.errors import MALFORMED_INPUT_ERRORS, UserError
 from tf_benchmarks.files.atomic import replacing
 
 DEPS_KEY = 'deps'
+MAX_WIDTH = 1 << 16  # filters of one layer; a wider `deps` entry is a damaged or hostile file
 MASK_KEY_PREFIX = 'base_mask_value'
 _MASK_KEY = re.compile(r'^%s(\d+)$' % MASK_KEY_PREFIX)
 # Removed from both file keys and graph names before matching (as the original loaders do).
@@ -102,25 +103,59 @@ def _read_datasets(f, path):
 
 def read_hdf5(path):
     """Read a weights file into a WeightFile; a missing or unreadable file is a UserError, and so
-    is an entry that is not a plain dataset of numbers in the file (see _read_datasets)."""
+    is an entry that is not a plain dataset of numbers in the file (see _read_datasets), widths
+    (`deps`) that are not whole numbers in 1..MAX_WIDTH and a mask that is not a 1-D 0/1 vector."""
     if not os.path.exists(path):
         raise UserError('weights file %s does not exist' % path)
     try:
         with h5py.File(path, 'r') as f:
             raw = _read_datasets(f, path)
-    except (OSError, KeyError) as e:
+    except MALFORMED_INPUT_ERRORS as e:
         raise UserError('cannot read %s as an hdf5 weights file (%s); is it a complete file '
-                        'written by this project or the original code?' % (path, e))
+                        'written by this project or the original code?'
+                        % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     result = WeightFile(weights={})
     for key, value in raw.items():
         mask = _MASK_KEY.match(key)
         if key == DEPS_KEY:
-            result.deps = tuple(int(d) for d in np.ravel(value))
+            result.deps = _deps(value, path)
         elif mask:
-            result.masks[int(mask.group(1))] = value.astype(np.float32)
+            if len(mask.group(1)) > 6:
+                raise _bad_entry(path, key, 'names no layer of any model')
+            result.masks[int(mask.group(1))] = _mask(value, key, path)
         else:
             result.weights[decode_key(key)] = value
     return result
+
+
+def _bad_entry(path, key, problem):
+    return UserError('%s: %s %s, so the file is damaged or was not written by this project or the '
+                     'original code; pass another weights file' % (path, key, problem))
+
+
+def _deps(value, path):
+    """The widths: a 1-D dataset of whole numbers (integer or float dtype) in 1..MAX_WIDTH."""
+    if value.ndim != 1 or value.dtype.kind not in 'iuf':
+        raise _bad_entry(path, DEPS_KEY, 'is a %s array of shape %s, not a list of widths'
+                         % (value.dtype, value.shape))
+    wide = value.astype(np.float64)
+    bad = ~np.isfinite(wide) | (wide != np.round(wide)) | (wide < 1) | (wide > MAX_WIDTH)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise _bad_entry(path, DEPS_KEY, 'gives layer %d the width %r; widths are whole numbers '
+                         'of filters from 1 to %d' % (i, value[i].item(), MAX_WIDTH))
+    return tuple(int(d) for d in wide)
+
+
+def _mask(value, key, path):
+    """An AOFP mask: a 1-D vector of values in [0, 1] (0 removes the filter, 1 keeps it)."""
+    if value.ndim != 1:
+        raise _bad_entry(path, key, 'has shape %s, not one value per filter' % (value.shape,))
+    mask = value.astype(np.float32)
+    if not (np.isfinite(mask) & (mask >= 0) & (mask <= 1)).all():
+        raise _bad_entry(path, key, 'holds values outside 0..1 (a mask keeps filters with 1 and '
+                         'removes them with 0)')
+    return mask
 
 
 @dataclasses.dataclass

@@ -11,6 +11,8 @@ import re
 
 import numpy as np
 
+from tf_benchmarks.core.errors import MALFORMED_INPUT_ERRORS
+
 
 class RefusedGlobal(pickle.UnpicklingError):
     """The pickle asks for a class or function outside the allowed list; nothing of it was run."""
@@ -226,9 +228,17 @@ def _resolve(obj, memo):
 
 def safe_load(fileobj, encoding='ASCII'):
     """pickle.load of plain data only (see the module docstring). Anything else raises an
-    UnpicklingError (RefusedGlobal for a forbidden class or function), a truncated file EOFError.
+    UnpicklingError: RefusedGlobal for a forbidden class or function, `malformed pickle: ...` for
+    hostile or broken bytes (truncated, huge lengths, deep nesting, bad numbers or text, ...).
     Use encoding='bytes' for Python 2 pickles like CIFAR-10's batches, as with pickle.load."""
     try:
         return _resolve(SafeUnpickler(fileobj, encoding=encoding).load(), {})
-    except (TypeError, ValueError, AttributeError, IndexError, KeyError, RecursionError) as e:
-        raise _malformed('%s: %s' % (type(e).__name__, e)) from None
+    except pickle.UnpicklingError:
+        raise  # RefusedGlobal, or already says what is wrong
+    except MALFORMED_INPUT_ERRORS as e:
+        raise _malformed('%s: %s' % (type(e).__name__, _first_line(e))) from None
+
+
+def _first_line(error):
+    text = str(error).splitlines()[0] if str(error) else ''
+    return text if len(text) <= 200 else text[:197] + '...'

@@ -7,6 +7,8 @@ from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.models import densenet_model, resnet50_model, resnet_model, vc_model
 from tf_benchmarks.network.builder import NetworkBuilder
 
+MAX_WIDTH = 1 << 16  # filters of one layer; more is a typo or a damaged file
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
@@ -25,7 +27,7 @@ class ModelSpec:
         """Return deps as a tuple of ints, or raise a UserError saying what is wrong."""
         try:
             deps = tuple(int(d) for d in deps)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise UserError('%s: widths must be integers, got %r' % (self.name, deps))
         if len(deps) != len(self.default_deps):
             raise UserError('%s needs %d widths (one per conv layer), got %d: this file or flag '
@@ -33,6 +35,9 @@ class ModelSpec:
                                                                   len(deps)))
         if min(deps) < 1:
             raise UserError('%s: every layer needs at least one filter, got %r' % (self.name, deps))
+        if max(deps) > MAX_WIDTH:
+            raise UserError('%s: a layer has at most %d filters, got %r' % (self.name, MAX_WIDTH,
+                                                                           deps))
         for group in self.groups:
             for member in group.members:
                 if deps[member] != deps[group.root]:

@@ -64,6 +64,29 @@ def identify_model(weight_file, path, model_name=None):
     return fitting[0]
 
 
+def check_masks(model, deps, masks, path):
+    """An AOFP tuned file's masks {layer: 0/1 vector} must each name the first layer of one of
+    `model`'s channel groups, have one value per filter at `deps` and keep a filter; else a
+    UserError naming the mask."""
+    roots = {g.root for g in model.groups}
+    for layer, mask in sorted(masks.items()):
+        if layer not in roots:
+            raise UserError('%s: mask base_mask_value%d names no layer %s searches (its channel '
+                            'groups start at layers %s); the file is damaged or belongs to another '
+                            'model' % (path, layer, model.name, _ranges(sorted(roots))))
+        if len(mask) != deps[layer]:
+            raise UserError('%s: mask base_mask_value%d does not fit %s at widths %s'
+                            % (path, layer, model.name, list(deps)))
+        if not (mask > 0.5).any():
+            raise UserError('%s: mask base_mask_value%d removes every filter of layer %d'
+                            % (path, layer, layer))
+
+
+def _ranges(numbers):
+    return ', '.join(map(str, numbers)) if len(numbers) <= 8 else '%s, ... %d' % (
+        ', '.join(map(str, numbers[:6])), numbers[-1])
+
+
 def read_model_file(path, model_name=None):
     """Read a weights file as a ModelFile (a tuned file's masks applied by removing the filters)."""
     weight_file = hdf5_io.read_hdf5(path)
@@ -71,14 +94,6 @@ def read_model_file(path, model_name=None):
     file_deps = model.file_deps(weight_file)
     weights, deps = weight_file.weights, file_deps
     if weight_file.masks:
-        trace = model.trace(file_deps)
-        roots = {g.root for g in trace.groups}
-        for layer, mask in weight_file.masks.items():
-            if layer not in roots or len(mask) != file_deps[layer]:
-                raise UserError('%s: mask base_mask_value%d does not fit %s at widths %s'
-                                % (path, layer, model.name, list(file_deps)))
-            if not (mask > 0.5).any():
-                raise UserError('%s: mask base_mask_value%d removes every filter of layer %d'
-                                % (path, layer, layer))
-        weights, deps = remove_masked(trace, weights, weight_file.masks)
+        check_masks(model, file_deps, weight_file.masks, path)
+        weights, deps = remove_masked(model.trace(file_deps), weights, weight_file.masks)
     return ModelFile(path, model, weights, tuple(deps), file_deps, bool(weight_file.masks))
