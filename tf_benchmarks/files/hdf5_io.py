@@ -102,7 +102,8 @@ def _read_datasets(f, path):
 
 def read_hdf5(path):
     """Read a weights file into a WeightFile; a missing or unreadable file is a UserError, and so
-    is an entry that is not a plain dataset of numbers in the file (see _read_datasets)."""
+    is an entry that is not a plain dataset of numbers in the file (see _read_datasets), a dataset
+    holding NaN or Inf, and a mask that removes every filter of its layer."""
     if not os.path.exists(path):
         raise UserError('weights file %s does not exist' % path)
     try:
@@ -113,14 +114,34 @@ def read_hdf5(path):
                         'written by this project or the original code?' % (path, e))
     result = WeightFile(weights={})
     for key, value in raw.items():
+        _check_finite(path, key, value)
         mask = _MASK_KEY.match(key)
         if key == DEPS_KEY:
             result.deps = tuple(int(d) for d in np.ravel(value))
         elif mask:
-            result.masks[int(mask.group(1))] = value.astype(np.float32)
+            result.masks[int(mask.group(1))] = _checked_mask(path, key, value)
         else:
             result.weights[decode_key(key)] = value
     return result
+
+
+def _check_finite(path, key, value):
+    """A UserError naming the dataset if it holds NaN or Inf (a diverged or damaged file)."""
+    if value.dtype.kind == 'f' and not np.isfinite(value).all():
+        bad = np.argwhere(~np.isfinite(value))
+        raise UserError('%s: dataset %r holds %d non-finite values (NaN or Inf; the first at index '
+                        '%s); the file is from a run that diverged or is damaged. Pass a file of '
+                        'finite weights, e.g. an earlier one of that run'
+                        % (path, key, len(bad), tuple(int(i) for i in bad[0])))
+
+
+def _checked_mask(path, key, value):
+    """An AOFP mask as float32; one that removes every filter of its layer is a UserError."""
+    mask = value.astype(np.float32)
+    if not (mask > 0.5).any():
+        raise UserError('%s: mask %s removes every filter of layer %s; a tuned file keeps at least '
+                        'one filter per layer' % (path, key, key[len(MASK_KEY_PREFIX):]))
+    return mask
 
 
 @dataclasses.dataclass
