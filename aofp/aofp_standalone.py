@@ -46,11 +46,10 @@ def settings_from_flags():
     settings = apply_common_flags(PRESETS)
     override_from_flags(settings, ('batches_per_half', 'metric_limit', 'finetune_epochs',
                                    'search_max_epochs'),
-                        positive=('batches_per_half', 'finetune_epochs', 'search_max_epochs'))
+                        positive=('batches_per_half', 'finetune_epochs', 'search_max_epochs'),
+                        not_negative=('metric_limit',))
     if FLAGS.target_layers:
         settings.target_layers = tuple(parse_ints(FLAGS.target_layers, '--target_layers'))
-    if settings.metric_limit < 0:
-        raise UserError('--metric_limit must not be negative, got %g' % settings.metric_limit)
     if FLAGS.itr_schedule:
         settings.itr_schedule = tuple(parse_floats(FLAGS.itr_schedule, '--itr_schedule'))
         if any(not 0 < t < 1 for t in settings.itr_schedule):

@@ -23,7 +23,7 @@ from tf_benchmarks.runs.stages import Stage, StageRunner
 from tf_benchmarks.files.atomic import file_digest
 from tf_benchmarks.pruning.file_model import check_masks
 from tf_benchmarks.pruning.surgery import remove_masked
-from tf_benchmarks.engine.train_config import TrainConfig, kernels_only
+from tf_benchmarks.engine.train_config import TrainConfig, check_steps, kernels_only
 from tf_benchmarks.commands import base_modes
 from tf_benchmarks.engine.method import MethodBundle
 from tf_benchmarks.engine.trainer import Trainer
@@ -219,7 +219,9 @@ class AofpPruning:
         self.base_deps = self.model.file_deps(base)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps).shapes, base.weights,
                                   self.base_weights, self.partial_start)
-        self.num_examples = input_pipeline.RecordData(self.data_dir).num_examples
+        self.num_examples = n = input_pipeline.RecordData(self.data_dir).num_examples
+        check_steps(search_config(self.s, n), n, 'the search', '--search_max_epochs')
+        check_steps(finetune_config(self.s, n), n, 'finetuning', '--finetune_epochs')
         StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
         return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'
 

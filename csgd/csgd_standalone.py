@@ -27,7 +27,6 @@ from absl import flags  # noqa: E402
 from tf_benchmarks.commands import deploy_commands  # noqa: E402
 from tf_benchmarks.commands.driver import Driver  # noqa: E402
 from tf_benchmarks.commands.driver_flags import apply_common_flags, override_from_flags  # noqa: E402
-from tf_benchmarks.core.errors import UserError  # noqa: E402
 from csgd import magnitude, pipeline  # noqa: E402
 from csgd.presets import PRESETS  # noqa: E402
 
@@ -39,9 +38,8 @@ USAGE = ('usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5 
 def settings_from_flags():
     settings = apply_common_flags(PRESETS)
     override_from_flags(settings, ('centri_strength', 'target_deps', 'cluster_method',
-                                   'magnitude_variant', 'bn_strength_ratio'))
-    if settings.centri_strength < 0 or settings.bn_strength_ratio < 0:
-        raise UserError('--centri_strength and --bn_strength_ratio must not be negative')
+                                   'magnitude_variant', 'bn_strength_ratio'),
+                        not_negative=('centri_strength', 'bn_strength_ratio'))
     return settings
 
 

@@ -21,7 +21,7 @@ from tf_benchmarks.runs.stages import Stage, StageRunner
 from tf_benchmarks.commands import base_modes
 from tf_benchmarks.files.atomic import file_digest
 from tf_benchmarks.pruning.surgery import apply_surgery
-from tf_benchmarks.engine.train_config import TrainConfig, kernels_only
+from tf_benchmarks.engine.train_config import TrainConfig, check_steps, kernels_only
 from tf_benchmarks.engine.method import MethodBundle
 from tf_benchmarks.engine.trainer import Trainer
 
@@ -108,6 +108,7 @@ class PruningRun:
                                   partial_start)
         self.roots = model.group_roots()
         self.num_examples = input_pipeline.RecordData(data_dir).num_examples
+        check_steps(self.train_config(), self.num_examples, mode, '--max_epochs')
 
     def log(self, message):
         log_important(message, self.log_file)

@@ -42,9 +42,13 @@ def _fraction(text):
 
 def parse_target_deps(model, origin, spec):
     """[target widths of iteration 0, 1, ...] for `model` starting at widths `origin`."""
-    items = [x for x in str(spec).split(',') if x.strip()]
-    if not items:
+    items = [x.strip() for x in str(spec).split(',')]
+    if not any(items):
         raise UserError('--target_deps is empty')
+    for item in items:
+        if not item or item.startswith('-'):
+            raise UserError('--target_deps: %r is not a width, a fraction or a-b-c (an empty or '
+                            'negative entry) in %r' % (item, spec))
     if model.name == 'dc40':
         targets = [with_stage_widths(origin, item) for item in items]
     elif len(items) == len(origin) and all(x.strip().isdigit() for x in items):

@@ -3,6 +3,7 @@ passes in what differs: its training config, its evaluation (AOFP's masked files
 line, which keeps the format of that method's original."""
 
 from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.engine.train_config import check_steps
 from tf_benchmarks.engine.trainer import train_to_file
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.runs.logs import log_important
@@ -15,10 +16,12 @@ def train_base(model, deps, data_dir, make_config, stage_settings, restart_from=
     `make_config(num_examples)` gives the TrainConfig."""
     model.check_deps(deps)  # bad widths or data stop before run.json
     data = input_pipeline.RecordData(data_dir)
+    config = check_steps(make_config(data.num_examples), data.num_examples, '`train`',
+                         '--max_epochs')
 
     def run():
-        train_to_file(model, deps, data, make_config(data.num_examples), model.scratch_train_dir,
-                      model.scratch_weights, log=log)
+        train_to_file(model, deps, data, config, model.scratch_train_dir, model.scratch_weights,
+                      log=log)
     stage = Stage('train', dict(model=model.name, deps=deps, **stage_settings,
                                 **records.data_settings(data_dir)),
                   run, outputs=[model.scratch_weights], work_dirs=[model.scratch_train_dir])

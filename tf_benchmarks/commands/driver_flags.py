@@ -2,6 +2,8 @@
 widths), applied to a copy of the chosen preset's settings, with clear errors for bad values."""
 
 import dataclasses
+import math
+import re
 
 from absl import flags
 
@@ -10,6 +12,8 @@ from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.data.records import DATA_DIR_ENV, default_data_dir
 
 FLAGS = flags.FLAGS
+MAX_WORKER_TIMEOUT = 10 ** 6  # seconds (11.6 days)
+MAX_DEVICES = 64  # --num_devices: the devices of one machine
 
 
 def define_common_flags(presets, default_model):
@@ -51,17 +55,12 @@ def apply_common_flags(presets):
     """A copy of the preset's settings for --model, with the common flags applied."""
     settings = dataclasses.replace(presets[FLAGS.preset][FLAGS.model])
     if FLAGS.max_epochs is not None:
-        if FLAGS.max_epochs <= 0:
-            raise UserError('--max_epochs must be positive, got %g' % FLAGS.max_epochs)
-        settings.max_epochs = FLAGS.max_epochs
+        settings.max_epochs = check_number('--max_epochs', FLAGS.max_epochs, positive=True)
     if FLAGS.batch_size is not None:
-        if FLAGS.batch_size < 1:
-            raise UserError('--batch_size must be at least 1, got %d' % FLAGS.batch_size)
-        settings.batch_size = FLAGS.batch_size
+        settings.batch_size = check_number('--batch_size', FLAGS.batch_size, minimum=1)
     if FLAGS.checkpoint_every is not None:
-        if FLAGS.checkpoint_every < 1:
-            raise UserError('--checkpoint_every must be at least 1, got %d' % FLAGS.checkpoint_every)
-        settings.checkpoint_every = FLAGS.checkpoint_every
+        settings.checkpoint_every = check_number('--checkpoint_every', FLAGS.checkpoint_every,
+                                                 minimum=1)
     settings.precision = FLAGS.precision
     if FLAGS.deterministic:
         import tensorflow as tf2
@@ -74,8 +73,10 @@ def apply_common_flags(presets):
 
 def configure_replicas():
     """The process's tf.distribute strategy from --strategy, --num_devices and TF_CONFIG."""
-    if FLAGS.worker_timeout <= 0:
-        raise UserError('--worker_timeout must be positive, got %g' % FLAGS.worker_timeout)
+    check_number('--worker_timeout', FLAGS.worker_timeout, positive=True,
+                 maximum=MAX_WORKER_TIMEOUT)
+    if FLAGS.num_devices is not None:
+        check_number('--num_devices', FLAGS.num_devices, minimum=1, maximum=MAX_DEVICES)
     r = replicas.configure(FLAGS.strategy, FLAGS.num_devices, FLAGS.worker_timeout)
     if r.kind != 'default':
         print('strategy %s: %s' % (r.kind, r.describe()))
@@ -85,27 +86,65 @@ def configure_replicas():
               'docs/security.md)' % (r.worker_index, r.server.target.rsplit(':', 1)[-1]))
 
 
-def override_from_flags(settings, names, positive=()):
+def override_from_flags(settings, names, positive=(), not_negative=()):
     """Set each settings field in `names` to the flag of the same name, where that flag is given;
-    those in `positive` must be > 0."""
+    a number must be finite, and those in `positive` > 0, those in `not_negative` >= 0."""
     for name in names:
         value = getattr(FLAGS, name)
         if value is not None:
-            if name in positive and not value > 0:
-                raise UserError('--%s must be positive, got %g' % (name, value))
+            if isinstance(value, (int, float)):
+                check_number('--' + name, value, positive=name in positive,
+                             minimum=0 if name in not_negative else None)
             setattr(settings, name, value)
 
 
-def _parse_list(text, flag, convert, kind):
-    try:
-        return [convert(x) for x in text.replace('-', ',').split(',') if x.strip()]
-    except ValueError:
-        raise UserError('%s takes comma-separated %s, got %r' % (flag, kind, text))
+def check_number(flag, value, positive=False, minimum=None, maximum=None):
+    """`value` of `flag`, which must be a finite number, > 0 if `positive`, and within
+    [minimum, maximum] where given; else a UserError saying the range."""
+    if positive:
+        ok, wanted = value > 0, 'must be positive'
+    elif minimum == 0:
+        ok, wanted = value >= 0, 'must not be negative'
+    elif minimum is not None:
+        ok, wanted = value >= minimum, 'must be at least %g' % minimum
+    else:
+        ok, wanted = True, 'must be a number'
+    if maximum is not None:
+        ok, wanted = ok and value <= maximum, wanted + ' and at most %g' % maximum
+    if isinstance(value, int):
+        if not ok:
+            raise UserError('%s %s, got %d' % (flag, wanted, value))
+    elif not (ok and math.isfinite(value)):
+        raise UserError('%s %s (a finite number), got %g' % (flag, wanted, value))
+    return value
+
+
+_INT = r'\d+'
+_FLOAT = r'(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?'
+
+
+def _parse_list(text, flag, entry, convert, kind):
+    """Entries separated by commas (or a `-` between two entries, as in 4-4-8); an empty,
+    negative or malformed entry is a UserError naming it."""
+    values = []
+    for item in text.split(','):
+        item = item.strip()
+        if re.fullmatch(r'-\s*%s' % entry, item):
+            raise UserError('%s takes non-negative %s, got %s in %r' % (flag, kind, item, text))
+        if not re.fullmatch(r'{0}(?:-{0})*'.format(entry), item):
+            raise UserError('%s takes comma-separated %s, got %r in %r'
+                            % (flag, kind, item, text))
+        values += [convert(x) for x in re.findall(entry, item)]
+    if not all(math.isfinite(v) for v in values):
+        raise UserError('%s takes finite %s, got %r' % (flag, kind, text))
+    return values
 
 
 def parse_floats(text, flag):
-    return _parse_list(text, flag, float, 'numbers')
+    """Finite non-negative numbers, comma-separated."""
+    return _parse_list(text, flag, _FLOAT, float, 'numbers')
 
 
 def parse_ints(text, flag):
-    return _parse_list(text, flag, int, 'integers')
+    """Non-negative integers, comma-separated."""
+    return _parse_list(text, flag, _INT, int, 'integers')

@@ -162,14 +162,22 @@ def cluster_from_tf_config(text):
         raise UserError('TF_CONFIG is not a TensorFlow cluster description (%s: %s); it needs '
                         '"cluster": {"worker": [...]} and "task": {"type": "worker", "index": N}'
                         % (type(e).__name__, e))
-    if task_type not in cluster or not 0 <= index < len(cluster[task_type]):
-        raise UserError('TF_CONFIG\'s task %s %d is not in its cluster (%s)'
-                        % (task_type, index, json.dumps(cluster)))
+    if task_type not in ('chief', 'worker') or task_type not in cluster or \
+            not 0 <= index < len(cluster[task_type]):
+        raise UserError('TF_CONFIG\'s task %s %d is not in its cluster (%s); "task" must name '
+                        'this worker\'s own entry: "type" "worker" (or "chief") and its index in '
+                        'that list' % (task_type, index, json.dumps(cluster)))
     for address in workers:
-        host, _, port = str(address).rpartition(':')
-        if not host or not port.isdigit():
-            raise UserError('TF_CONFIG address %r is not host:port' % (address,))
+        check_address(address)
     return cluster, task_type, index
+
+
+def check_address(address):
+    """A TF_CONFIG address must be host:port with a host part and a port in 1..65535."""
+    host, _, port = str(address).rpartition(':')
+    if not host.strip('[] ') or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError('TF_CONFIG address %r is not host:port (a host name or address, and a '
+                        'port from 1 to 65535)' % (address,))
 
 
 def _multi_worker(timeout_s):

@@ -41,3 +41,22 @@ class TrainConfig:
             raise ValueError('need one more LR value than boundaries')
         if self.precision not in ('fp32', 'bf16'):
             raise UserError('precision must be fp32 or bf16, got %r' % (self.precision,))
+
+
+MAX_STEPS = 2 ** 31 - 1  # the steps of one run: global step, LR boundaries and step counters
+
+
+def check_steps(config, num_examples, what, flag):
+    """Before anything is written: `config` must train at least one step and at most MAX_STEPS,
+    and its batch must fit in the `num_examples` images; else a UserError naming `flag` (the
+    epochs flag that sets `what`, e.g. '--max_epochs' for 'train')."""
+    if config.batch_size > num_examples:
+        raise UserError('%s: the data has %d images, fewer than one batch of %d; pass a smaller '
+                        '--batch_size' % (what, num_examples, config.batch_size))
+    if config.num_steps < 1:
+        raise UserError('%s would take 0 training steps (%s too small for batches of %d on %d '
+                        'images); raise %s' % (what, flag, config.batch_size, num_examples, flag))
+    if config.num_steps > MAX_STEPS:
+        raise UserError('%s would take %d training steps, too many (at most %d); lower %s'
+                        % (what, config.num_steps, MAX_STEPS, flag))
+    return config

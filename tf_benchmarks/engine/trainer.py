@@ -65,6 +65,12 @@ def _moving_average_update(var, value, decay):
     return moving_averages.assign_moving_average(var, value, decay, zero_debias=False)
 
 
+def _all_finite(tensors):
+    """A boolean tensor: no NaN or Inf in any of `tensors` (a cheap reduction per tensor)."""
+    checks = [tf.reduce_all(tf.is_finite(tf.convert_to_tensor(t))) for t in tensors]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
 def double_keyword_gradients(grads_and_vars, keywords):
     """Caffe-style lr_mult 2: double the gradient of variables whose name contains a keyword."""
     out = []
@@ -165,6 +171,7 @@ class Trainer:
         # Averaged values are the same on every replica: fetch this worker's first copy.
         first = lambda value: strategy.experimental_local_results(value)[0]  # noqa: E731
         self.cross_entropy, self.top1 = first(values[0]), first(values[1])
+        self.gradients_finite = _all_finite([first(g) for g in grads])
         self.l2_penalty = first(out['l2'])
         self.loss = self.cross_entropy + self.l2_penalty
         self.hook_outputs = []
@@ -188,6 +195,7 @@ class Trainer:
         with tf.control_dependencies(updates):
             self.train_op = tf.group(self.global_step.assign_add(1))
         self.key_variables = key_variables(self.trace)
+        self.weights_finite = _all_finite(list(self.key_variables.values()))
         loaders(tf.get_default_graph(), self.key_variables)  # assign ops for the strategy's copies
         for name, tensor in (('loss', self.cross_entropy), ('total_loss', self.loss),
                              ('top1', self.top1), ('learning_rate', self.learning_rate)):
@@ -245,7 +253,23 @@ class Trainer:
         """{step: directory} of the complete checkpoints in train_dir."""
         return self.checkpoint_dir.complete()
 
+    def _diverged(self, what, step, lr):
+        """Stop a run whose loss, gradients or weights became NaN or Inf at `step`; the
+        checkpoints written before are kept."""
+        last = self.checkpoints()
+        raise UserError('%s at step %d (learning rate %g): training diverged. Lower the learning '
+                        'rate or check the data; %s'
+                        % (what, step, lr, 'the last good checkpoint, %s, is kept' % last[max(last)]
+                           if last else 'no checkpoint was written yet'))
+
+    def check_weights(self, session, step):
+        """Stop before a checkpoint, snapshot or result would keep NaN or Inf weights."""
+        if not session.run(self.weights_finite):
+            self._diverged('the weights became non-finite (NaN or Inf)', step,
+                           session.run(self.learning_rate))
+
     def save_checkpoint(self, session, step):
+        self.check_weights(session, step)
         self.checkpoint_dir.save(self.saver, session, step,
                                  {'step': step, 'hooks': [h.state() for h in self.hooks],
                                   'logs': self.logs.sizes()})
@@ -280,6 +304,7 @@ class Trainer:
         """Write ckpt_step_<step>.hdf5 (key variables, deps and any hook masks) in train_dir."""
         if not workers.writes_files():
             return
+        self.check_weights(session, step)
         masks = {}
         for hook in self.hooks:
             masks.update(hook.masks() or {})
@@ -335,7 +360,7 @@ class Trainer:
         c = self.config
         meter = ProgressMeter(c.num_steps, c.batch_size, step)
         base = {'train': self.train_op, 'loss': self.cross_entropy, 'top1': self.top1,
-                'lr': self.learning_rate}
+                'lr': self.learning_rate, 'finite': self.gradients_finite}
         last_ckpt_time = time.time()
         stopped = any(hook.finished() for hook in self.hooks)
         while step < c.num_steps and not stopped:
@@ -349,12 +374,10 @@ class Trainer:
                 fetches['summary'] = self.summary_op
             values = sess.run(fetches, feed_dict=feed)
             if not np.isfinite(values['loss']):
-                last = self.checkpoints()
-                raise UserError('the loss became %s at step %d (learning rate %g): training '
-                                'diverged. Lower the learning rate or check the data; %s'
-                                % (values['loss'], step + 1, values['lr'],
-                                   'the last good checkpoint, %s, is kept' % last[max(last)]
-                                   if last else 'no checkpoint was written yet'))
+                self._diverged('the loss became %s' % values['loss'], step + 1, values['lr'])
+            if not values['finite']:
+                self._diverged('the gradients became non-finite (NaN or Inf; the loss, %g, did '
+                               'not show it)' % values['loss'], step + 1, values['lr'])
             step += 1
             for i, hook in enumerate(self.hooks):
                 stopped = hook.after_step(step, values['hook%d' % i]) or stopped

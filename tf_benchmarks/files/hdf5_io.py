@@ -103,8 +103,9 @@ def _read_datasets(f, path):
 
 def read_hdf5(path):
     """Read a weights file into a WeightFile; a missing or unreadable file is a UserError, and so
-    is an entry that is not a plain dataset of numbers in the file (see _read_datasets), widths
-    (`deps`) that are not whole numbers in 1..MAX_WIDTH and a mask that is not a 1-D 0/1 vector."""
+    is an entry that is not a plain dataset of numbers in the file (see _read_datasets), a dataset
+    holding NaN or Inf, widths (`deps`) that are not whole numbers in 1..MAX_WIDTH, and a mask that
+    is not a 1-D 0/1 vector or removes every filter of its layer."""
     if not os.path.exists(path):
         raise UserError('weights file %s does not exist' % path)
     try:
@@ -124,8 +125,19 @@ def read_hdf5(path):
                 raise _bad_entry(path, key, 'names no layer of any model')
             result.masks[int(mask.group(1))] = _mask(value, key, path)
         else:
+            _check_finite(path, key, value)
             result.weights[decode_key(key)] = value
     return result
+
+
+def _check_finite(path, key, value):
+    """A UserError naming the dataset if it holds NaN or Inf (a diverged or damaged file)."""
+    if value.dtype.kind == 'f' and not np.isfinite(value).all():
+        bad = np.argwhere(~np.isfinite(value))
+        raise UserError('%s: dataset %r holds %d non-finite values (NaN or Inf; the first at index '
+                        '%s); the file is from a run that diverged or is damaged. Pass a file of '
+                        'finite weights, e.g. an earlier one of that run'
+                        % (path, key, len(bad), tuple(int(i) for i in bad[0])))
 
 
 def _bad_entry(path, key, problem):
@@ -155,6 +167,9 @@ def _mask(value, key, path):
     if not (np.isfinite(mask) & (mask >= 0) & (mask <= 1)).all():
         raise _bad_entry(path, key, 'holds values outside 0..1 (a mask keeps filters with 1 and '
                          'removes them with 0)')
+    if not (mask > 0.5).any():
+        raise UserError('%s: mask %s removes every filter of layer %s; a tuned file keeps at least '
+                        'one filter per layer' % (path, key, key[len(MASK_KEY_PREFIX):]))
     return mask
 
 
