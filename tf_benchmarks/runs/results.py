@@ -63,6 +63,11 @@ def build(record):
     return dict(format=FORMAT, runs=runs)
 
 
+def results_path(record_path):
+    """results.json beside run.json."""
+    return os.path.join(os.path.dirname(record_path), RESULTS)
+
+
 def rebuild(record, record_path):
     """Write results.json next to run.json from `record`, atomically; nothing is written where no
     stage stored a result and there is no results.json yet (e.g. `train` alone)."""
