@@ -216,7 +216,7 @@ class AofpPruning:
         self.base_deps = self.model.file_deps(base)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps).shapes, base.weights,
                                   self.base_weights, self.partial_start)
-        self.num_examples = input_pipeline.RecordData(self.data_dir).num_examples
+        self.num_examples = input_pipeline.check_data(self.data_dir).num_examples
         StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
         return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'
 

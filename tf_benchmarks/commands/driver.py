@@ -7,7 +7,6 @@ imports no method: the drivers pass themselves in."""
 
 import contextlib
 import dataclasses
-import re
 from typing import Callable, Dict, Optional, Tuple
 
 from absl import app, flags
@@ -16,12 +15,13 @@ from tf_benchmarks.commands import deploy_commands
 from tf_benchmarks.commands.driver_flags import define_common_flags
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError, exit_on_user_error
+from tf_benchmarks.core.faults import pause_point
 from tf_benchmarks.models.registry import get_model
 from tf_benchmarks.runs.lock import RunLock
+from tf_benchmarks.runs.record_check import safe_name
 
 FLAGS = flags.FLAGS
 UNLOCKED_MODES = ('export', 'summary')  # they write elsewhere (--out) or nothing
-_MODE_NAME = re.compile(r'^[A-Za-z0-9_.-]+$')
 
 
 def working_directory_lock():
@@ -32,7 +32,7 @@ def working_directory_lock():
 
 def check_mode_name(mode):
     """A mode the table does not list by name is a file prefix: one path component."""
-    if not _MODE_NAME.match(mode) or mode in ('.', '..'):
+    if not safe_name(mode):
         raise UserError('mode %r: a mode name is part of its file names, so it may hold only '
                         'letters, digits, _, - and . (and is not . or ..), e.g. csgd1' % mode)
 
@@ -79,6 +79,7 @@ class Driver:
         settings = self.settings_from_flags()
         model = get_model(FLAGS.model)
         with working_directory_lock():
+            pause_point('locked')
             self.modes[entry](model, settings, argv[2] if len(argv) == 3 else None, mode)
 
     def run(self):

@@ -2,9 +2,11 @@
 a record that is not the stage runner's own (not JSON of the right shape) and one naming a file or
 directory the runner would delete or write (outputs, planned outputs, work directories) outside the
 working directory; `check_inside` is that rule for one path. Inputs (`--init_hdf5`,
-`--base_weights`) may live anywhere: they are only read and hashed."""
+`--base_weights`) may live anywhere: they are only read and hashed. `check_results` does the same
+for results.json, which `report` reads (its run names become file names)."""
 
 import os
+import re
 
 from tf_benchmarks.core.errors import UserError
 
@@ -37,6 +39,11 @@ def check_inside(path, root, what):
         raise UserError('%s %r is not inside the working directory %s (%s); every file a run '
                         'writes or removes is inside it. Nothing was changed'
                         % (what, path, os.path.abspath(root), reason))
+
+
+def safe_name(name):
+    """True for one path component of letters, digits, _, - and . (not . or ..)."""
+    return bool(re.match(r'^[A-Za-z0-9_.-]+$', name)) and name not in ('.', '..')
 
 
 def _expect(value, kind, where):
@@ -128,3 +135,50 @@ def check_record(record, record_path):
                             'was changed; move %s away, or run in a fresh directory'
                             % (os.path.abspath(record_path), path, what, stage, root, reason,
                                os.path.basename(record_path)))
+
+
+_NUMBER = (int, float)
+
+
+def _check_phase(where, entry):
+    for field, kind in (('file', str), ('flops_removed', _NUMBER), ('top1', _NUMBER)):
+        if field not in entry:
+            raise Malformed('%s has no %s' % (where, field))
+        _expect(entry[field], kind, '%s.%s' % (where, field))
+    for width in _expect(entry.get('widths'), list, where + '.widths'):
+        _expect(width, _NUMBER, where + '.widths entry')
+    for field in ('cluster_difference', 'cluster_difference_steps'):
+        for value in _expect(entry.get(field, []), list, '%s.%s' % (where, field)):
+            _expect(value, _NUMBER, '%s.%s entry' % (where, field))
+    if entry.get('cluster_difference'):
+        _expect(entry.get('max_cluster_difference'), _NUMBER, where + '.max_cluster_difference')
+
+
+def _check_run(name, run):
+    where = 'run %r' % name
+    if not safe_name(name):
+        raise Malformed('%s: a run name is part of the report\'s file names, so it may hold only '
+                        'letters, digits, _, - and .' % where)
+    _expect(run, dict, where)
+    for field in ('method', 'model'):
+        _expect(run.get(field), str, '%s.%s' % (where, field))
+    base = _expect(run.get('base'), dict, where + '.base')
+    _expect(base.get('file'), str, where + '.base.file')
+    for width in _expect(base.get('widths'), list, where + '.base.widths'):
+        _expect(width, _NUMBER, where + '.base.widths entry')
+    iterations = _expect(run.get('iterations'), list, where + '.iterations')
+    if not iterations:
+        raise Malformed('%s has no iterations' % where)
+    for k, iteration in enumerate(iterations):
+        _expect(iteration, dict, '%s iteration %d' % (where, k))
+        _expect(iteration.get('iteration'), int, '%s iteration %d number' % (where, k))
+        for phase, entry in iteration.items():
+            if isinstance(entry, dict):
+                _check_phase('%s iteration %d %s' % (where, k, phase), entry)
+
+
+def check_results(document):
+    """Malformed unless `document` has the shape of a results.json that `report` can draw."""
+    _expect(document, dict, 'the document')
+    for name, run in _expect(document.get('runs'), dict, 'runs').items():
+        _check_run(name, run)
