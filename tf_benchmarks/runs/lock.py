@@ -69,8 +69,13 @@ class RunLock:
         except OSError as e:
             e.filename = os.path.abspath(self.path)
             raise
-        with os.fdopen(fd, 'w') as f:
-            f.write(self._content())
+        try:
+            with os.fdopen(fd, 'w') as f:
+                f.write(self._content())
+        except OSError as e:  # a full disk: no empty lock file left behind
+            os.remove(self.path)
+            e.filename = os.path.abspath(self.path)
+            raise
         return True
 
     def _stale_reason(self, holder):
