@@ -1,9 +1,9 @@
 """The shared driver of both methods' command lines: a method describes itself as a `Driver` (its
 script name, presets, settings from flags and a table of modes); `main` checks the command line,
 dispatches `export`, `summary` and `report` to deploy_commands, and runs the method's mode with the
-preset's settings and the model. Every mode that writes the working directory (all but `export` and
-`summary`) runs holding its lock (runs/lock.py; the chief's alone under several workers). This module
-imports no method: the drivers pass themselves in."""
+preset's settings and the model. Every mode that writes the working directory (all but `export`
+and `summary`) runs holding its lock (runs/lock.py; the chief's alone under several workers). This
+module imports no method: the drivers pass themselves in."""
 
 import contextlib
 import dataclasses

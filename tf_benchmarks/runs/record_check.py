@@ -123,8 +123,9 @@ def check_record(record, record_path):
     try:
         check_shape(record)
     except Malformed as e:
-        raise UserError('%s is not a run record of this project (%s); move it away (its stages then '
-                        'run again from the start) or run in a fresh directory. Nothing was changed'
+        raise UserError('%s is not a run record of this project (%s); move it away (its stages '
+                        'then run again from the start) or run in a fresh directory. Nothing was '
+                        'changed'
                         % (os.path.abspath(record_path), e))
     for stage, what, path in written_paths(record):
         reason = outside_reason(path, root)
