@@ -219,7 +219,7 @@ class AofpPruning:
         self.base_deps = self.model.file_deps(base)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps).shapes, base.weights,
                                   self.base_weights, self.partial_start)
-        self.num_examples = n = input_pipeline.RecordData(self.data_dir).num_examples
+        self.num_examples = n = input_pipeline.check_data(self.data_dir).num_examples
         check_steps(search_config(self.s, n), n, 'the search', '--search_max_epochs')
         check_steps(finetune_config(self.s, n), n, 'finetuning', '--finetune_epochs')
         StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()

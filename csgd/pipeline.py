@@ -107,7 +107,7 @@ class PruningRun:
         hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, self.init_hdf5,
                                   partial_start)
         self.roots = model.group_roots()
-        self.num_examples = input_pipeline.RecordData(data_dir).num_examples
+        self.num_examples = input_pipeline.check_data(data_dir).num_examples
         check_steps(self.train_config(), self.num_examples, mode, '--max_epochs')
 
     def log(self, message):

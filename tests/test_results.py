@@ -16,6 +16,12 @@ BASE = [8, 8, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16]
 PHASES = (('itr0.search', 0, 'tuned'), ('itr0.prune', 0, 'pruned'), ('itr1.search', 1, 'tuned'))
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """The runner's paths are relative to the working directory, as in a real run."""
+    monkeypatch.chdir(tmp_path)
+
+
 class Work:
     def __init__(self, path):
         self.path = path
@@ -32,7 +38,7 @@ class Work:
             return results.stage_result('prune', 'aofp', VC,
                                         results.base_entry(VC, 'base.hdf5', BASE), k, phase,
                                         entry, target_flops_removed=0.3)
-        return Stage(name, {}, run, outputs=[str(self.path / (name + '.out'))])
+        return Stage(name, {}, run, outputs=[name + '.out'])
 
     def run(self, restart_from=None):
         StageRunner([self.stage(*p) for p in PHASES], LogBook(), str(self.path / 'run.json'),

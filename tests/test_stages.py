@@ -12,8 +12,15 @@ from tf_benchmarks.runs.stages import Stage, StageRunner
 from tf_benchmarks.files.atomic import file_digest
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """The runner's paths are relative to the working directory, as in a real run."""
+    monkeypatch.chdir(tmp_path)
+
+
 class Work:
-    """Three stages a -> b -> c, each writing its file and a log line; `calls` records runs."""
+    """Three stages a -> b -> c, each writing its file (named relative to the working directory,
+    tmp_path) and a log line; `calls` records runs."""
 
     def __init__(self, path, fail_at=None):
         self.path = path
@@ -29,7 +36,7 @@ class Work:
             if name == self.fail_at:
                 raise RuntimeError('killed in ' + name)
             (self.path / (name + '.out')).write_text(name + json.dumps(settings))
-        return Stage(name, settings, run, outputs=[str(self.path / (name + '.out'))])
+        return Stage(name, settings, run, outputs=[name + '.out'])
 
     def runner(self, settings=None, restart_from=None):
         settings = settings or {}
@@ -54,8 +61,7 @@ def test_a_rerun_redoes_nothing_and_a_stopped_run_resumes_at_its_stage(tmp_path)
     assert open(work.log).read().splitlines() == ['a ran with {"x": 1}', 'b ran with {"x": 1}',
                                                   'c ran with {"x": 1}']
     assert [record['stages'][n]['status'] for n in 'abc'] == ['done'] * 3
-    out = str(tmp_path / 'c.out')
-    assert record['stages']['c']['outputs'] == {out: file_digest(out)}
+    assert record['stages']['c']['outputs'] == {'c.out': file_digest('c.out')}
     work.runner().run()
     assert work.calls == ['a', 'b', 'b', 'c']
     saved = json.load(open(tmp_path / 'run.json'))

@@ -15,7 +15,7 @@ def train_base(model, deps, data_dir, make_config, stage_settings, restart_from=
     (`train` in run.json) whose settings are `stage_settings` plus the model, widths and data.
     `make_config(num_examples)` gives the TrainConfig."""
     model.check_deps(deps)  # bad widths or data stop before run.json
-    data = input_pipeline.RecordData(data_dir)
+    data = input_pipeline.check_data(data_dir)  # bad data stops before run.json, too
     config = check_steps(make_config(data.num_examples), data.num_examples, '`train`',
                          '--max_epochs')
 

@@ -1,8 +1,11 @@
 """The shared driver of both methods' command lines: a method describes itself as a `Driver` (its
 script name, presets, settings from flags and a table of modes); `main` checks the command line,
 dispatches `export`, `summary` and `report` to deploy_commands, and runs the method's mode with the
-preset's settings and the model. This module imports no method: the drivers pass themselves in."""
+preset's settings and the model. Every mode that writes the working directory (all but `export`
+and `summary`) runs holding its lock (runs/lock.py; the chief's alone under several workers). This
+module imports no method: the drivers pass themselves in."""
 
+import contextlib
 import dataclasses
 from typing import Callable, Dict, Optional, Tuple
 
@@ -10,10 +13,28 @@ from absl import app, flags
 
 from tf_benchmarks.commands import deploy_commands
 from tf_benchmarks.commands.driver_flags import define_common_flags
+from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError, exit_on_user_error
+from tf_benchmarks.core.faults import pause_point
 from tf_benchmarks.models.registry import get_model
+from tf_benchmarks.runs.lock import RunLock
+from tf_benchmarks.runs.record_check import safe_name
 
 FLAGS = flags.FLAGS
+UNLOCKED_MODES = ('export', 'summary')  # they write elsewhere (--out) or nothing
+
+
+def working_directory_lock():
+    """The lock of the working directory for a mode that writes there; none on the workers that
+    write nothing."""
+    return RunLock('.') if workers.writes_files() else contextlib.nullcontext()
+
+
+def check_mode_name(mode):
+    """A mode the table does not list by name is a file prefix: one path component."""
+    if not safe_name(mode):
+        raise UserError('mode %r: a mode name is part of its file names, so it may hold only '
+                        'letters, digits, _, - and . (and is not . or ..), e.g. csgd1' % mode)
 
 
 @dataclasses.dataclass
@@ -42,17 +63,24 @@ class Driver:
 
     def main(self, argv):
         mode = argv[1] if len(argv) > 1 else None
-        if mode in deploy_commands.MODES:
+        if mode in UNLOCKED_MODES:
             return deploy_commands.run_mode(argv, self.script)
+        if mode in deploy_commands.MODES:
+            with working_directory_lock():
+                return deploy_commands.run_mode(argv, self.script)
         entry = self.entry(mode)
         if entry is None:
             raise UserError('unknown mode %s; %s'
                             % ('(none)' if mode is None else repr(mode), self.usage))
+        if mode not in self.modes:
+            check_mode_name(mode)
         if (mode in self.file_modes) != (len(argv) == 3) or len(argv) > 3:
             raise UserError(self.usage)
         settings = self.settings_from_flags()
         model = get_model(FLAGS.model)
-        self.modes[entry](model, settings, argv[2] if len(argv) == 3 else None, mode)
+        with working_directory_lock():
+            pause_point('locked')
+            self.modes[entry](model, settings, argv[2] if len(argv) == 3 else None, mode)
 
     def run(self):
         """The console entry point: absl parses the flags, a user's error ends in one line."""

@@ -2,6 +2,8 @@
 flip, [-1, 1]) as a function of its position, so a resumed run sees exactly the batches a run never
 stopped would have seen, and an exact single evaluation pass over a split."""
 
+import os
+
 import numpy as np
 import tensorflow as tf2
 import tensorflow.compat.v1 as tf
@@ -71,8 +73,57 @@ def eval_dataset(path, batch_size):
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_DECODED = {}  # the last split decoded, by (path, size, mtime): a check and the training share it
+
+
+def first_image_size(path):
+    """(width, height) of the first record's PNG image, or None (no record, or not a PNG: the
+    decoding then names the problem)."""
+    try:
+        raw = next(iter(tf.io.tf_record_iterator(path)), None)
+        feature = tf.train.Example.FromString(raw).features.feature[records.IMAGE_KEY] \
+            if raw is not None else None
+    except (tf.errors.DataLossError, ValueError):  # decoding names it
+        return None
+    data = feature.bytes_list.value[0] if feature and feature.bytes_list.value else b''
+    if not data.startswith(_PNG_SIGNATURE) or len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], 'big'), int.from_bytes(data[20:24], 'big')
+
+
+def check_image_size(path):
+    """A UserError unless the split's images are CIFAR-10's 32x32 (checked on the first one)."""
+    size = first_image_size(path)
+    if size is not None and size != (32, 32):
+        raise UserError('%s holds %dx%d images; CIFAR-10 images are 32x32. Re-create the data with '
+                        'datasets/download_and_convert_cifar10.py --overwrite, or point --data_dir '
+                        'at CIFAR-10 tfrecords' % ((path,) + size))
+
+
 def load_split(path):
-    """Every image and label of a tfrecord file, decoded: (uint8 [N,32,32,3], int32 [N])."""
+    """Every image and label of a tfrecord file, decoded: (uint8 [N,32,32,3], int32 [N]); the last
+    split decoded is kept (a check before the first write and the training share one decoding)."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DECODED:
+        check_image_size(path)
+        decoded = _decode_split(path)
+        _DECODED.clear()
+        _DECODED[key] = decoded
+    return _DECODED[key]
+
+
+def check_data(data_dir):
+    """Every input check of the data, before a command writes anything: the training split decodes
+    (format, image size), and the test split's images are 32x32. Returns the training split's
+    RecordData."""
+    data = RecordData(data_dir).check()
+    check_image_size(records.split_path(data_dir, 'test'))
+    return data
+
+
+def _decode_split(path):
     images, labels = [], []
     with tf.Graph().as_default():
         tf.set_random_seed(0)  # nothing random here, but op determinism asks every graph for one
@@ -123,9 +174,13 @@ class RecordData:
         self._iterator = tf.data.make_initializable_iterator(ds)
         return self._iterator.get_next()
 
-    def initialize(self, session, step):
+    def check(self):
+        """Decode the split now (every record readable, 32x32 images), not in the first session."""
         if self._decoded is None:
             self._decoded = load_split(self.path)
-        images, labels = self._decoded
+        return self
+
+    def initialize(self, session, step):
+        images, labels = self.check()._decoded
         session.run(self._iterator.initializer, {self._images: images, self._labels: labels,
                                                  self._start: step * self.batch_size})

@@ -10,6 +10,7 @@ from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.files.atomic import write_json
 from tf_benchmarks.network import flops
+from tf_benchmarks.runs.record_check import Malformed, check_results
 
 RESULTS = 'results.json'
 FORMAT = 'results-v1'
@@ -63,6 +64,11 @@ def build(record):
     return dict(format=FORMAT, runs=runs)
 
 
+def results_path(record_path):
+    """results.json beside run.json."""
+    return os.path.join(os.path.dirname(record_path), RESULTS)
+
+
 def rebuild(record, record_path):
     """Write results.json next to run.json from `record`, atomically; nothing is written where no
     stage stored a result and there is no results.json yet (e.g. `train` alone)."""
@@ -83,8 +89,11 @@ def read_results(directory='.'):
     try:
         with open(path) as f:
             document = json.load(f)
-        if document.get('format') != FORMAT or not isinstance(document.get('runs'), dict):
-            raise ValueError('not a %s document' % FORMAT)
-    except ValueError as e:
-        raise UserError('%s is not a results file of this project (%s)' % (path, e))
+        if not isinstance(document, dict) or document.get('format') != FORMAT:
+            raise Malformed('not a %s document' % FORMAT)
+        check_results(document)
+    except ValueError as e:  # Malformed is one
+        raise UserError('%s is not a results file of this project (%s); move it away: the next '
+                        '`prune`, `csgd1` or `magnitude1` stage that finishes here writes it anew '
+                        'from run.json' % (os.path.abspath(path), e))
     return document

@@ -22,6 +22,7 @@ record says the stage is done, and it writes nothing.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -32,8 +33,9 @@ from typing import Callable, Dict, List
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.core.faults import crash_point
-from tf_benchmarks.files.atomic import file_digest, write_json
+from tf_benchmarks.files.atomic import file_digest, temporary_name, write_json
 from tf_benchmarks.runs.logs import LogBook
+from tf_benchmarks.runs.record_check import check_inside, check_record
 from tf_benchmarks.runs import results
 
 RECORD = 'run.json'
@@ -73,21 +75,48 @@ class StageRunner:
 
     # -- the record ------------------------------------------------------------------------------
     def read_record(self):
+        """The record, checked (runs/record_check.py): well-formed and naming only paths inside
+        the working directory; a UserError naming the file otherwise."""
         if not os.path.exists(self.record_path):
             return {'commands': [], 'stages': {}}
         try:
             with open(self.record_path) as f:
                 record = json.load(f)
-            if not isinstance(record.get('stages'), dict):
-                raise ValueError('no stages')
         except (ValueError, OSError) as e:
-            raise UserError('%s is not a run record of this project (%s); run in a fresh directory '
-                            'or remove it' % (self.record_path, e))
+            raise UserError('%s is not a run record of this project (%s); move it away (its stages '
+                            'then run again from the start) or run in a fresh directory'
+                            % (os.path.abspath(self.record_path), e))
+        if isinstance(record, dict):
+            record.setdefault('commands', [])
+        check_record(record, self.record_path)
         return record
 
     def _write(self, record):
         if workers.writes_files():
-            write_json(self.record_path, record)
+            try:
+                write_json(self.record_path, record)
+            except OSError as e:
+                e.filename = os.path.abspath(self.record_path)
+                raise
+
+    def _root(self):
+        return os.path.dirname(os.path.abspath(self.record_path))
+
+    def _check_planned_paths(self):
+        """This command's own outputs and work directories are inside the working directory too
+        (a C-SGD mode name is part of its file names)."""
+        for stage in self.stages:
+            for path in stage.outputs + stage.work_dirs:
+                check_inside(path, self._root(), 'stage %s: the path' % stage.name)
+
+    def _remove_stale_temporaries(self):
+        """run.json's and results.json's temporaries left by a killed command (this command holds
+        the directory's lock, so no other one is writing them)."""
+        for name in (self.record_path, results.results_path(self.record_path)):
+            mine = temporary_name(name)
+            for path in glob.glob(glob.escape(name) + '.tmp-*'):
+                if path != mine and os.path.isfile(path):
+                    os.remove(path)
 
     # -- checks before anything is touched --------------------------------------------------------
     def _differences(self, record):
@@ -161,6 +190,8 @@ class StageRunner:
         if not workers.writes_files():
             return self._follow()
         record = self.read_record()
+        self._check_planned_paths()
+        self._remove_stale_temporaries()
         planned = [s.name for s in self.stages]
         if self.restart_from is not None and self.restart_from not in planned + list(
                 record['stages']):
