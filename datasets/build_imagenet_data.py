@@ -333,29 +333,41 @@ def _clock(seconds):
 
 
 class Progress:
-    """A progress line (images done, images/s, ETA) at most every `every` seconds."""
+    """A progress line (images done, images/s, ETA) at most every `every` seconds. The rate counts
+    from the first image seen done, so the workers' start-up (TensorFlow's import) is not in it."""
 
     def __init__(self, total, shards, every):
         self.total, self.shards, self.every = total, shards, every
         self.start = self.last = time.time()
+        self.first = None  # (time, images done) when images were first seen done
+
+    def rate(self, done):
+        if self.first is None or done <= self.first[1]:
+            return None
+        return (done - self.first[1]) / max(time.time() - self.first[0], 1e-6)
 
     def line(self, done, shards_done):
-        elapsed = max(time.time() - self.start, 1e-6)
-        rate = done / elapsed
-        eta = (self.total - done) / rate if rate > 0 else 0
-        return ('>> %d/%d images (%.1f%%), %.1f images/s, ETA %s, %d/%d shards'
-                % (done, self.total, 100.0 * done / max(self.total, 1), rate,
-                   _clock(eta), shards_done, self.shards))
+        rate = self.rate(done)
+        eta = _clock((self.total - done) / rate) if rate else '?'
+        return ('>> %d/%d images (%.1f%%), %s images/s, ETA %s, %d/%d shards'
+                % (done, self.total, 100.0 * done / max(self.total, 1),
+                   '%.1f' % rate if rate else '?', eta, shards_done, self.shards))
 
     def maybe_print(self, done, shards_done, force=False):
+        if self.first is None and done > 0:
+            self.first = (time.time(), done)
         if force or time.time() - self.last >= self.every:
             self.last = time.time()
             print(self.line(done, shards_done), flush=True)
+
+    def summary(self):
+        return '>> %d images in %.1f s' % (self.total, time.time() - self.start)
 
 
 def run_in_process(tasks, output_dir, skip_bad, quality, progress):
     _init_worker(quality, None, threads=0)
     results, done = [], 0
+    progress.maybe_print(0, 0)
     for task in tasks:
         results.append(write_shard(task, output_dir, skip_bad))
         done += len(task['records'])
@@ -592,7 +604,9 @@ def _write_all(output_dir, tasks, classes, texts, plan, overwrite, settings, num
         results = run_in_process(*args, progress) if todo else []
     else:
         results = run_in_workers(*args, min(num_workers, len(todo)), progress)
-    progress.maybe_print(progress.total, len(todo), force=bool(todo))
+    if todo:
+        progress.maybe_print(progress.total, len(todo), force=True)
+        print(progress.summary(), flush=True)
     manifest = manifest_of(list(done.values()) + results, tasks, classes, texts, plan, settings)
     write_json(os.path.join(output_dir, fmt.MANIFEST_FILE), manifest)
     for task in tasks:

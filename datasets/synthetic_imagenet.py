@@ -1,6 +1,6 @@
 """A synthetic ImageNet-shaped ImageFolder tree of generated JPEGs, for tests and smoke runs.
 
-`write_tree(root, ...)` writes `root/train/<class>/<class>_<i>.JPEG`, `root/val/<class>/...` and
+`write_tree(root, ...)` writes `root/train/<class>/<class>_<i>.JPEG`, `root/val/<class>/<class>_val_<i>.JPEG` and
 `root/synset_names.txt` (`<class><TAB><text>` lines), which datasets/build_imagenet_data.py converts
 like a real tree. Any number of classes: class c has texture c mod 5 (horizontal stripes, vertical
 stripes, checkerboard, rings, mirrored blobs) and a foreground hue set by c // 5 (golden-angle
@@ -93,11 +93,11 @@ class JpegEncoder:
         self._sess.close()
 
 
-def _write_split(folder, counts, image_size, rng, encoder):
+def _write_split(folder, counts, image_size, rng, encoder, tag):
     for c, name in enumerate(class_names(len(counts))):
         os.makedirs(os.path.join(folder, name), exist_ok=True)
         for i in range(counts[c]):
-            with open(os.path.join(folder, name, '%s_%d.JPEG' % (name, i)), 'wb') as f:
+            with open(os.path.join(folder, name, '%s_%s%d.JPEG' % (name, tag, i)), 'wb') as f:
                 f.write(encoder(generate_image(rng, c, image_size)))
 
 
@@ -112,8 +112,8 @@ def write_tree(root, num_train, num_val, num_classes=10, image_size=64, seed=0):
     encoder = JpegEncoder()
     try:
         train, val = os.path.join(root, 'train'), os.path.join(root, 'val')
-        _write_split(train, per_class(num_train, num_classes), image_size, train_rng, encoder)
-        _write_split(val, per_class(num_val, num_classes), image_size, val_rng, encoder)
+        _write_split(train, per_class(num_train, num_classes), image_size, train_rng, encoder, '')
+        _write_split(val, per_class(num_val, num_classes), image_size, val_rng, encoder, 'val_')
     finally:
         encoder.close()
     names = os.path.join(root, 'synset_names.txt')

@@ -386,3 +386,31 @@ def test_command_line_errors_are_one_line(tree, tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith('error: %s holds numbers' % labels)
+
+
+def test_synthetic_set_goes_through_the_tree_conversion(tmp_path):
+    manifest = converter.convert_synthetic(str(tmp_path), 14, 24, 7, seed=3,
+                                           shards={'train': 2, 'validation': 1})
+    assert manifest['num_classes'] == 7
+    assert [c['text'] for c in manifest['classes']] == [synthetic_imagenet.class_text(c)
+                                                        for c in range(7)]
+    assert (manifest['splits']['train']['num_records'],
+            manifest['splits']['validation']['num_records']) == (14, 7)
+    fields, _ = records_of(tmp_path)
+    train = [f for f in fields.values() if f['shard'].startswith('train')]
+    assert sorted(f['image/class/label'] for f in train) == sorted(list(range(1, 8)) * 2)
+    shapes = {(f['image/height'], f['image/width']) for f in fields.values()}
+    assert len(shapes) > 10 and all(0.74 < w / h < 1.36 for h, w in shapes)
+    assert sorted(os.listdir(tmp_path)) == ['manifest.json', 'train-00000-of-00002',
+                                           'train-00001-of-00002', 'validation-00000-of-00001']
+    for texture in range(len(synthetic_imagenet.TEXTURES)):  # every class survives a flip
+        field = synthetic_imagenet._pattern(texture, np.random.default_rng(texture), 30, 41)
+        np.testing.assert_allclose(field, field[:, ::-1], atol=1e-9)
+
+
+def test_progress_line_counts_from_the_first_image():
+    progress = converter.Progress(1000, 8, every=0)
+    assert progress.line(0, 0) == '>> 0/1000 images (0.0%), ? images/s, ETA ?, 0/8 shards'
+    progress.first = (progress.start - 10, 100)
+    assert progress.line(300, 2).startswith('>> 300/1000 images (30.0%), 20.0 images/s, '
+                                            'ETA 0:00:35, 2/8 shards')
