@@ -58,7 +58,8 @@ def _is_image(name):
 
 def class_folders(directory):
     """Sorted names of the subfolders of `directory` (the classes of an ImageFolder tree)."""
-    return sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith('.'))
+    return sorted(e.name for e in os.scandir(directory)
+                  if e.is_dir() and not e.name.startswith('.'))
 
 
 def image_files(directory):
@@ -261,6 +262,9 @@ def _init_worker(quality, counter, threads=1):
     global _coder, _counter
     if threads == 1:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the coordinator handles Ctrl-C
+    # Every image that fails to decode is reported here with its file name; the decoder's C++
+    # error line about it would be a second, nameless message.
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
     from tf_benchmarks.core.tf_startup import import_tensorflow
     import_tensorflow()
     _coder, _counter = ImageCoder(quality, threads), counter
@@ -278,8 +282,16 @@ def _convert_image(path):
     try:
         return _coder.to_rgb_jpeg(data)
     except _coder.errors as e:
-        reason = e.message.splitlines()[0] if e.message else type(e).__name__
-        raise ValueError('not a readable JPEG, PNG, GIF, BMP or WebP image (%s)' % reason)
+        raise ValueError('not a readable JPEG, PNG, GIF, BMP or WebP image (%s)'
+                         % _op_error_reason(e.message or ''))
+
+
+def _op_error_reason(message):
+    """The decoder's own words in a TensorFlow error (not the graph trace around them)."""
+    noise = ('Graph execution error', 'Detected at node', 'File "', 'Node:', '[[')
+    lines = [line.strip() for line in message.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(noise)]
+    return lines[-1] if lines else 'undecodable'
 
 
 def _write_records(tmp, task, skip_bad):

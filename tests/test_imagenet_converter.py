@@ -250,7 +250,8 @@ def test_bad_image_is_one_error_or_skipped(tree, tmp_path):
     shutil.copytree(root / 'train', bad_tree / 'train')
     bad = bad_tree / 'train' / 'n03000000' / 'n03000000_broken.JPEG'
     bad.write_bytes(b'\xff\xd8\xff\xe0 this is not really a JPEG')
-    with pytest.raises(UserError, match='cannot convert %s: not a readable' % bad):
+    with pytest.raises(UserError, match='cannot convert %s: not a readable .* image '
+                       r'\(jpeg::Uncompress failed. Invalid JPEG data' % bad):
         converter.convert(str(tmp_path / 'out'), str(bad_tree / 'train'), shards={'train': 1})
     assert [n for n in os.listdir(tmp_path / 'out') if not n.startswith('.build')] == []
     manifest = converter.convert(str(tmp_path / 'out'), str(bad_tree / 'train'),
