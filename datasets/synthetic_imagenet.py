@@ -6,7 +6,8 @@ which datasets/build_imagenet_data.py converts like a real tree. Any number of c
 has texture c mod 5 (horizontal stripes, vertical stripes, checkerboard, rings, mirrored blobs)
 and a foreground hue set by c // 5 (golden-angle spacing), on a random background with random
 frequency, phase, contrast and noise. Every pattern stays in its class under a horizontal flip.
-Image sizes vary around `image_size` (area x0.6..1.4, aspect ratio w/h in 3:4..4:3). Deterministic in the seed.
+Image sizes vary around `image_size` (area x0.6..1.4, aspect ratio w/h in 3:4..4:3).
+Deterministic in the seed.
 """
 
 import colorsys
