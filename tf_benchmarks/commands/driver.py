@@ -1,7 +1,7 @@
 """The shared driver of both methods' command lines: a method describes itself as a `Driver` (its
 script name, presets, settings from flags and a table of modes); `main` checks the command line,
-dispatches `export`, `summary` and `report` to deploy_commands, and runs the method's mode with the
-preset's settings and the model. This module imports no method: the drivers pass themselves in."""
+dispatches `export`, `summary`, `report` and `import` to deploy_commands, and runs the method's
+mode with the preset's settings and the model. This module imports no method: the drivers pass themselves in."""
 
 import dataclasses
 from typing import Callable, Dict, Optional, Tuple
