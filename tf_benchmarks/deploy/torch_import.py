@@ -33,9 +33,10 @@ def import_torch_file(path, out, model_name=None, log=print):
     check_tensors(path, checkpoint.tensors, torch_shapes(model, deps, num_classes))
     weights = to_sres50(checkpoint.read(resnet50_model.torchvision_names()))
     write_weight_file(out, weights, deps)
-    log('imported %s (%s format, %d tensors) into %s: sres50 at widths %s, %d classes'
+    log('imported %s (%s format, %d tensors) into %s: sres50 at widths %s, %d classes%s'
         % (path, 'legacy' if checkpoint.legacy else 'zip', len(weights), out, list(deps),
-           num_classes))
+           num_classes, '' if num_classes == model.num_classes else
+           ' (the drivers\' other modes build sres50 with %d)' % model.num_classes))
     return deps, num_classes
 
 

@@ -21,6 +21,7 @@ import io
 import math
 import os
 import pickle
+import pickletools
 import struct
 import zipfile
 import zlib
@@ -160,7 +161,24 @@ def _count(n):
     return isinstance(n, int) and not isinstance(n, bool) and n >= 0
 
 
+_MEMO_PUTS = ('PUT', 'BINPUT', 'LONG_BINPUT')
+
+
+def _scan_pickle(fileobj):
+    """Walk one pickle's opcodes without making objects: every string's bytes must be there, and
+    no memo index may exceed the opcodes before it (the unpickler would allocate a memo of that
+    size: gigabytes for a crafted 4-byte index)."""
+    for count, (opcode, arg, _) in enumerate(pickletools.genops(fileobj), start=1):
+        if opcode.name in _MEMO_PUTS and (not isinstance(arg, int) or arg > count):
+            raise _Damaged('a pickle memo index of %r' % (arg,))
+
+
 def _load_pickle(fileobj, persistent_load=None):
+    """The next pickle of `fileobj` (an in-memory file), scanned first, then unpickled with the
+    torch stand-ins."""
+    start = fileobj.tell()
+    _scan_pickle(fileobj)
+    fileobj.seek(start)
     return safe_load(fileobj, extra_globals=_extra_globals(), persistent_load=persistent_load)
 
 
@@ -253,7 +271,7 @@ def _archive_prefix(zf):
 def _read_member(zf, name, limit):
     info = zf.getinfo(name)
     if info.file_size > limit:
-        raise _Damaged('%s of %d bytes' % (name, info.file_size))
+        raise _Damaged('%s of %d bytes, more than a state dict has' % (name, info.file_size))
     with zf.open(info) as f:
         data = f.read(limit + 1)
     if len(data) != info.file_size:
@@ -302,8 +320,8 @@ def _legacy_header(f):
 
 
 def _legacy_storages(f, keys, declared, byteorder, file_size):
-    """{key: (data offset, bytes)} of the storages after the pickles: each an 8-byte element count
-    (which must match the id's), then the elements."""
+    """{key: (data offset, bytes)} of the storages after the pickles (`f` at their start): each an
+    8-byte element count (which must match the id's), then the elements."""
     if not isinstance(keys, list) or set(keys) != set(declared) or len(keys) != len(declared):
         raise _Damaged('a storage key list that does not match the storages the tensors use')
     places, position = {}, f.tell()
@@ -325,11 +343,14 @@ def _legacy_storages(f, keys, declared, byteorder, file_size):
 
 def _open_legacy(path):
     with open(path, 'rb') as f:
-        byteorder = _legacy_header(f)
+        file_size = os.fstat(f.fileno()).st_size
+        head = io.BytesIO(f.read(MAX_PICKLE_BYTES))  # the pickles; the storages follow them
+        byteorder = _legacy_header(head)
         storages = _Storages(legacy=True)
-        tensors = _tensors(_load_pickle(f, storages))
-        places = _legacy_storages(f, _load_pickle(f), storages.declared, byteorder,
-                                  os.fstat(f.fileno()).st_size)
+        tensors = _tensors(_load_pickle(head, storages))
+        keys = _load_pickle(head)
+        f.seek(head.tell())
+        places = _legacy_storages(f, keys, storages.declared, byteorder, file_size)
     _check_storages(tensors, storages.declared, {k: n for k, (_, n) in places.items()}, str)
 
     def storage_bytes(keys):
@@ -364,7 +385,7 @@ def _kind(path):
         head = f.read(512)
     if head.startswith(b'PK\x03\x04'):
         return 'zip'
-    if head.startswith(b'\x80') and len(head) > 2 and head[2:3] == b'\x8a':
+    if head.startswith(b'\x80'):  # a pickle: the legacy format's first is its magic number
         return 'legacy'
     if head[257:262] == b'ustar':
         raise _Damaged('a tar archive: the format of torch before 0.4, which this reader does not '
