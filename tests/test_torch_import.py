@@ -368,13 +368,16 @@ def test_not_a_torch_file_is_a_user_error(tmp_path):
 
 def test_drivers_import_mode(tmp_path):
     """Both drivers: `import FILE.pth --out FILE.hdf5` writes the weight file; a missing --out, a
-    --tflite or a damaged file end in one `error:` line, exit 2, nothing written."""
+    --tflite, a damaged file or a directory as --out end in one `error:` line, exit 2, nothing
+    written."""
     damaged = tmp_path / 'damaged.pth'
     damaged.write_bytes(open(ZIP, 'rb').read()[:5000])
+    (tmp_path / 'folder').mkdir()
     cases = [(tmp_path, ['import', ZIP, '--out', 'a.hdf5']),
              (tmp_path, ['import', ZIP]),
              (tmp_path, ['import', ZIP, '--out', 'b.hdf5', '--tflite']),
-             (tmp_path, ['import', str(damaged), '--out', 'c.hdf5'])]
+             (tmp_path, ['import', str(damaged), '--out', 'c.hdf5']),
+             (tmp_path, ['import', ZIP, '--out', 'folder'])]
     for script in ('aofp/aofp_standalone.py', 'csgd/csgd_standalone.py'):
         outcomes = run_driver_cases(os.path.join(REPO, script), cases)
         assert outcomes[0]['code'] == 0, outcomes[0]['stderr'][-2000:]
@@ -382,18 +385,20 @@ def test_drivers_import_mode(tmp_path):
         assert hdf5_io.read_hdf5(str(tmp_path / 'a.hdf5')).deps == FIXTURE_DEPS
         for outcome, needle in zip(outcomes[1:], ('import needs --out FILE.hdf5',
                                                   '--tflite is a flag of export, not of import',
-                                                  'is not a PyTorch state dict')):
+                                                  'is not a PyTorch state dict',
+                                                  '--out folder is a directory')):
             lines = error_lines(outcome['stderr'])
             assert outcome['code'] == 2 and len(lines) == 1 and needle in lines[0], outcome
             assert 'Traceback' not in outcome['stderr']
-        assert sorted(os.listdir(tmp_path)) == ['a.hdf5', 'damaged.pth']
+        assert sorted(os.listdir(tmp_path)) == ['a.hdf5', 'damaged.pth', 'folder']
+        assert not os.listdir(tmp_path / 'folder')
         os.remove(str(tmp_path / 'a.hdf5'))
 
 
 def test_reader_matches_torch_load(tmp_path):
     """With torch installed (not in CI): torch.load and this reader agree on the fixtures and on a
     state dict of other dtypes, a non-contiguous tensor and tensors sharing one storage."""
-    torch = pytest.importorskip('torch')
+    torch = pytest.importorskip('torch', exc_type=ImportError)  # missing or broken
     for source in (ZIP, LEGACY):
         expected = torch.load(source)
         read = torch_checkpoint.open_checkpoint(source).read(None)

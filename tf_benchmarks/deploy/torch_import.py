@@ -9,9 +9,11 @@ differ shows those tensors as mis-shaped. Every missing, extra or mis-shaped ten
 one error before anything is written.
 """
 
+import os
+
 import numpy as np
 
-from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.core.errors import UserError, cannot_write_message
 from tf_benchmarks.files import hdf5_io, torch_checkpoint
 from tf_benchmarks.models import resnet50_model
 from tf_benchmarks.models.registry import get_model
@@ -27,6 +29,8 @@ def import_torch_file(path, out, model_name=None, log=print):
         raise UserError('import reads torchvision\'s ResNet-50 layout into %s; --model %s is not '
                         'that model (leave --model out or pass --model %s)'
                         % (MODEL, model.name, MODEL))
+    if os.path.isdir(out):
+        raise UserError('--out %s is a directory; name the weights file to write' % out)
     checkpoint = torch_checkpoint.open_checkpoint(path)
     shapes = {name: t.shape for name, t in checkpoint.tensors.items()}
     deps, num_classes = file_widths(shapes, model)
@@ -42,7 +46,10 @@ def import_torch_file(path, out, model_name=None, log=print):
 
 def write_weight_file(out, weights, deps):
     """The imported weight file: sres50's variables and `deps` (whole or not at all)."""
-    hdf5_io.save_hdf5(out, weights, deps)
+    try:
+        hdf5_io.save_hdf5(out, weights, deps)
+    except OSError as e:
+        raise UserError(cannot_write_message(out, e.strerror or e)) from None
 
 
 def file_widths(shapes, model):

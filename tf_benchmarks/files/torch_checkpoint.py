@@ -397,7 +397,8 @@ def open_checkpoint(path):
     """The Checkpoint of a `.pth` file (either layout), every tensor checked against its storage;
     a missing, refused, damaged or truncated file is a UserError saying so."""
     if not os.path.isfile(path):
-        raise UserError('%s does not exist; pass the .pth file to import' % path)
+        raise UserError('%s %s; pass the .pth file to import'
+                        % (path, 'is a directory' if os.path.isdir(path) else 'does not exist'))
     try:
         kind = _kind(path)
         return _open_zip(path) if kind == 'zip' else _open_legacy(path)
