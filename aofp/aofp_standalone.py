@@ -10,6 +10,7 @@ src110):
     python aofp/aofp_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
     python aofp/aofp_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
     python aofp/aofp_standalone.py report              # PNG plots from results.json
+    python aofp/aofp_standalone.py import FILE.pth --out FILE.hdf5   # torchvision's ResNet-50 -> sres50
 
 `oracle` measures how well AOFP's search approximates oracle pruning on FILE's model: every
 filter of each layer removed alone on the first N test batches (the loss increase, and AOFP's

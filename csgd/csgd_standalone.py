@@ -8,6 +8,7 @@ src110), plus `train`, since the original's pretrained std_dc40_9382.hdf5 is not
     python csgd/csgd_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
     python csgd/csgd_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
     python csgd/csgd_standalone.py report              # PNG plots from results.json
+    python csgd/csgd_standalone.py import FILE.pth --out FILE.hdf5   # torchvision's ResNet-50 -> sres50
 
 As in the original, a mode containing `magnitude` or `csgd` runs that method with the mode as the
 file prefix. Outputs go to the working directory; magnitude1 and csgd1 also write results.json.

@@ -1,5 +1,6 @@
 """The modes both drivers share for using their results: `export FILE.hdf5 --out DIR [--tflite]`,
-`summary FILE.hdf5 [--base BASE.hdf5] [--json]` and `report`; their flags and one dispatch
+`summary FILE.hdf5 [--base BASE.hdf5] [--json]` and `report`, and for bringing in a start:
+`import FILE.pth --out FILE.hdf5` (torchvision's ResNet-50); their flags and one dispatch
 function."""
 
 import sys
@@ -9,14 +10,18 @@ from absl import flags
 from tf_benchmarks.core.errors import UserError
 
 FLAGS = flags.FLAGS
-MODES = ('export', 'summary', 'report')
+MODES = ('export', 'summary', 'report', 'import')
 USAGE = ('export FILE.hdf5 --out DIR [--tflite] | summary FILE.hdf5 [--base BASE.hdf5] [--json] | '
-         'report')
+         'report | import FILE.pth --out FILE.hdf5 [--model sres50]')
+# The modes each of these flags belongs to.
+FLAG_MODES = {'out': ('export', 'import'), 'tflite': ('export',), 'base': ('summary',),
+              'json': ('summary',)}
 
 
 def define_flags():
     flags.DEFINE_string('out', None, 'export: the directory to write (SavedModel, export.json and, '
-                        'with --tflite, model.tflite); it must not exist or be empty.')
+                        'with --tflite, model.tflite); it must not exist or be empty. import: the '
+                        'weights file to write.')
     flags.DEFINE_bool('tflite', False, 'export: also write model.tflite, the same model for '
                       'TensorFlow Lite.')
     flags.DEFINE_string('base', None, 'summary: the weights file to count the removed share '
@@ -25,16 +30,16 @@ def define_flags():
 
 
 def run_mode(argv, script):
-    """Run `export`, `summary` or `report` as argv asks (argv[1] is one of MODES); returns None, the
-    drivers' exit status 0. The model is --model where given, else the one the file's variables
-    fit."""
+    """Run `export`, `summary`, `report` or `import` as argv asks (argv[1] is one of MODES); returns
+    None, the drivers' exit status 0. The model is --model where given, else the one the file's
+    variables fit (import: sres50)."""
     mode, args = argv[1], argv[2:]
     usage = 'usage: %s %s' % (script, USAGE)
     model_name = FLAGS.model if FLAGS['model'].present else None
-    for names, owner in ((('out', 'tflite'), 'export'), (('base', 'json'), 'summary')):
-        for name in names:
-            if mode != owner and FLAGS[name].present:
-                raise UserError('--%s is a flag of %s, not of %s. %s' % (name, owner, mode, usage))
+    for name, owners in FLAG_MODES.items():
+        if mode not in owners and FLAGS[name].present:
+            raise UserError('--%s is a flag of %s, not of %s. %s'
+                            % (name, ' and '.join(owners), mode, usage))
     if mode == 'report':
         if args:
             raise UserError('report takes no file; run it in the working directory that holds '
@@ -43,7 +48,11 @@ def run_mode(argv, script):
         make_report('.')
         return
     if len(args) != 1:
-        raise UserError('%s takes one weights file. %s' % (mode, usage))
+        raise UserError('%s takes one %s file. %s'
+                        % (mode, '.pth' if mode == 'import' else 'weights', usage))
+    if mode == 'import':
+        run_import(args[0], model_name, usage)
+        return
     if mode == 'export':
         if not FLAGS.out:
             raise UserError('export needs --out DIR, the directory to write. ' + usage)
@@ -55,3 +64,13 @@ def run_mode(argv, script):
     sys.stdout.write(layer_summary.format_json(summary) if FLAGS.json
                      else layer_summary.format_table(summary))
     sys.stdout.flush()
+
+
+def run_import(path, model_name, usage):
+    """`import FILE.pth --out FILE.hdf5`: torchvision's ResNet-50 state dict as a weight file."""
+    if not FLAGS.out:
+        raise UserError('import needs --out FILE.hdf5, the weights file to write. ' + usage)
+    if FLAGS.out == path:
+        raise UserError('import: --out %s is the file being imported; name another file' % path)
+    from tf_benchmarks.deploy.torch_import import import_torch_file
+    import_torch_file(path, FLAGS.out, model_name)

@@ -67,6 +67,19 @@ class _Scalar(_Stand):
     __slots__ = ()
 
 
+class Opaque(_Stand):
+    """Base of the stand-ins a caller's `extra_globals` or `persistent_load` make (e.g. a tensor's
+    storage and shape): safe_load hands them back as they are, for the caller to check; BUILD on
+    them is refused."""
+    __slots__ = ()
+
+
+def global_name(value):
+    """'module.name' if `value` is a global the unpickler handed out (as a class named inside a
+    persistent id is), else None."""
+    return value.args[0] if isinstance(value, _Global) else None
+
+
 def _ndarray(*args):
     raise _malformed('numpy.ndarray called directly')
 
@@ -118,11 +131,22 @@ _SIMPLE_DTYPE = re.compile(r'^(b1|[iu][1248]|f(2|4|8|16)|c(8|16|32)|O[48]|[SUV]\
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """An Unpickler whose only globals are those in ALLOWED; any other raises RefusedGlobal."""
+    """An Unpickler whose only globals are those in ALLOWED and the caller's `extra_globals`
+    ((module, name) -> function, called with the pickle's arguments; it returns plain data or
+    Opaque stand-ins); any other raises RefusedGlobal. `persistent_load(pid)`, if given, resolves
+    persistent ids (else they are refused, as by pickle)."""
+
+    def __init__(self, file, *, extra_globals=None, persistent_load=None, **kwargs):
+        super().__init__(file, **kwargs)
+        self.extra = {key: _Global('.'.join(key), function)
+                      for key, function in (extra_globals or {}).items()}
+        if persistent_load is not None:
+            self.persistent_load = persistent_load
 
     def find_class(self, module, name):
         try:
-            return ALLOWED[module, name]
+            return self.extra[module, name] if (module, name) in self.extra else \
+                ALLOWED[module, name]
         except KeyError:
             name = '%s.%s' % (module, name)  # shown to the user: one printable line
             raise RefusedGlobal(name if name.isprintable() and len(name) < 200
@@ -196,7 +220,7 @@ def _scalar(stand, resolve):
 
 def _resolve(obj, memo):
     """Replace the stand-ins in obj (lists and dicts in place: they may be shared or cyclic)."""
-    if isinstance(obj, (str, bytes, bytearray, int, float, type(None))):
+    if isinstance(obj, (str, bytes, bytearray, int, float, type(None), Opaque)):
         return obj
     if id(obj) in memo:
         return memo[id(obj)]
@@ -226,13 +250,15 @@ def _resolve(obj, memo):
     return result
 
 
-def safe_load(fileobj, encoding='ASCII'):
+def safe_load(fileobj, encoding='ASCII', extra_globals=None, persistent_load=None):
     """pickle.load of plain data only (see the module docstring). Anything else raises an
     UnpicklingError: RefusedGlobal for a forbidden class or function, `malformed pickle: ...` for
     hostile or broken bytes (truncated, huge lengths, deep nesting, bad numbers or text, ...).
-    Use encoding='bytes' for Python 2 pickles like CIFAR-10's batches, as with pickle.load."""
+    Use encoding='bytes' for Python 2 pickles like CIFAR-10's batches, as with pickle.load.
+    `extra_globals` and `persistent_load` as SafeUnpickler's (torch_checkpoint's tensors)."""
     try:
-        return _resolve(SafeUnpickler(fileobj, encoding=encoding).load(), {})
+        return _resolve(SafeUnpickler(fileobj, encoding=encoding, extra_globals=extra_globals,
+                                      persistent_load=persistent_load).load(), {})
     except pickle.UnpicklingError:
         raise  # RefusedGlobal, or already says what is wrong
     except MALFORMED_INPUT_ERRORS as e:

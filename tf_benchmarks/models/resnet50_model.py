@@ -76,3 +76,36 @@ def add_inference(cnn, deps, num_classes):
                 shortcut = stream
         cnn.spatial_mean()
         return cnn.affine(num_classes, activation='linear')
+
+
+# torchvision's BN tensor names -> ours; its `num_batches_tracked` has no counterpart.
+TORCHVISION_BN = {'weight': 'gamma', 'bias': 'beta', 'running_mean': 'moving_mean',
+                  'running_var': 'moving_variance'}
+TORCHVISION_FC = {'fc.weight': 'v0/cg/affine0/dense/kernel', 'fc.bias': 'v0/cg/affine0/dense/bias'}
+
+
+def torchvision_layers():
+    """[(widths index, torchvision conv module, its BN module)] of the 53 conv layers: `conv1`/`bn1`
+    the stem; `layer{s}.0.downsample.0`/`.1` stage s's projection (its pacesetter p); and
+    `layer{s}.{b}.conv{j}`/`bn{j}` (j = 1, 2, 3) the widths index p + j + 3b."""
+    layers = [(0, 'conv1', 'bn1')]
+    for s, (p, n) in enumerate(zip(PACESETTERS, BLOCKS), start=1):
+        layers.append((p, 'layer%d.0.downsample.0' % s, 'layer%d.0.downsample.1' % s))
+        for b in range(n):
+            for j in (1, 2, 3):
+                layers.append((p + j + 3 * b, 'layer%d.%d.conv%d' % (s, b, j),
+                               'layer%d.%d.bn%d' % (s, b, j)))
+    return sorted(layers)
+
+
+def torchvision_names():
+    """{torchvision state-dict name: sres50 variable name}: 267 names, all of torchvision's 320 but
+    the 53 `num_batches_tracked`. Conv kernels are OIHW there and HWIO here, `fc.weight` [out, in]
+    there and [in, out] here."""
+    names = {}
+    for i, conv, bn in torchvision_layers():
+        names[conv + '.weight'] = 'v0/cg/conv%d/conv2d/kernel' % i
+        for theirs, ours in TORCHVISION_BN.items():
+            names['%s.%s' % (bn, theirs)] = 'v0/cg/conv%d/batchnorm%d/%s' % (i, i, ours)
+    names.update(TORCHVISION_FC)
+    return names
