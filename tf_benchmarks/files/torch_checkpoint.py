@@ -25,7 +25,7 @@ import pickletools
 import struct
 import zipfile
 import zlib
-from typing import Dict, Tuple
+from typing import Tuple
 
 import numpy as np
 
