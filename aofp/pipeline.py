@@ -13,7 +13,7 @@ from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
 from tf_benchmarks.network import flops
 from tf_benchmarks.files import hdf5_io
-from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.data import sources
 from tf_benchmarks.runs import results
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
@@ -24,7 +24,7 @@ from tf_benchmarks.files.atomic import file_digest
 from tf_benchmarks.pruning.file_model import check_masks
 from tf_benchmarks.pruning.surgery import remove_masked
 from tf_benchmarks.engine.train_config import TrainConfig, check_steps, kernels_only
-from tf_benchmarks.commands import base_modes
+from tf_benchmarks.commands import base_modes, recipe
 from tf_benchmarks.engine.method import MethodBundle
 from tf_benchmarks.engine.trainer import Trainer
 
@@ -51,10 +51,12 @@ def _boundaries(settings, epochs, num_examples):
 
 def _config(s, epochs, num_examples, **kwargs):
     """The fields all of AOFP's training runs share: batch, L2 on kernels, bookkeeping, precision."""
+    kwargs['lr_values'] = recipe.scaled_lr(s, kwargs['lr_values'])
     return TrainConfig(num_steps=_steps(epochs, num_examples, s.batch_size),
                        batch_size=s.batch_size, weight_decay=s.weight_decay,
                        l2_filter=kernels_only, display_every=s.display_every,
-                       checkpoint_every=s.checkpoint_every, precision=s.precision, **kwargs)
+                       checkpoint_every=s.checkpoint_every, precision=s.precision,
+                       **recipe.optimizer_fields(s, ('bias', 'beta')), **kwargs)
 
 
 def base_train_config(s, num_examples):
@@ -144,19 +146,23 @@ def prune_weights(model, tuned_file):
 
 def train_base(model, settings, data_dir, restart_from=None, log=print):
     """`train`: the base model from scratch -> <model>_scratch_savedweights.hdf5 (one stage)."""
+    spec = recipe.input_spec(settings, model)
     return base_modes.train_base(
         model, settings.deps, data_dir,
         lambda num_examples: base_train_config(settings, num_examples),
         dict(warmup_epochs=settings.warmup_epochs,
-             **_train_settings(settings, settings.max_epochs)), restart_from, log)
+             **_train_settings(settings, settings.max_epochs),
+             **recipe.recorded(settings, spec, model)), restart_from, log, spec)
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
     """`eval FILE`: rebuild from the file's deps, evaluate the test split, append the record line."""
-    def console_line(result, deps):
-        return ('top1 %.4f  top5 %.4f  loss %.4f  (%d images)  deps %s  FLOPs %d (%.1f%% removed)'
+    def console_line(result, deps, size):
+        return ('top1 %.4f  top5 %.4f  loss %.4f  (%d images)  deps %s  FLOPs %d (%.1f%% removed%s)'
                 % (result.top1, result.top5, result.loss, result.num_examples, deps,
-                   flops.count_flops(model, deps), 100 * flops.flops_pruned_ratio(model, deps)))
+                   flops.count_flops(model, deps, image_size=size),
+                   100 * flops.flops_pruned_ratio(model, deps, image_size=size),
+                   flops.other_convention(model, deps, size)))
     return base_modes.eval_file(model, path, data_dir, batch_size, evaluate_weights, console_line,
                                 lambda p, result: record_line(model.name, p, result),
                                 EVAL_RECORDS, log)
@@ -184,7 +190,8 @@ class AofpPruning:
 
     def stages(self):
         s = self.s
-        common = dict(model=self.model.name, **records.data_settings(self.data_dir))
+        common = dict(model=self.model.name, **sources.data_settings(self.data_dir))
+        common.update(recipe.recorded(s, self.spec, self.model))
         stages, start = [], self.base_weights
         for k, target in enumerate(s.itr_schedule):
             p = self.prefix(k)
@@ -217,9 +224,11 @@ class AofpPruning:
     def run(self):
         base = hdf5_io.read_hdf5(self.base_weights)
         self.base_deps = self.model.file_deps(base)
+        self.spec = recipe.input_spec(self.s, self.model, base.input_spec)
+        self.stored_spec = recipe.stored_spec(self.spec, self.model)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps).shapes, base.weights,
                                   self.base_weights, self.partial_start)
-        self.num_examples = n = input_pipeline.check_data(self.data_dir).num_examples
+        self.num_examples = n = sources.check_data(self.data_dir, self.spec).num_examples
         check_steps(search_config(self.s, n), n, 'the search', '--search_max_epochs')
         check_steps(finetune_config(self.s, n), n, 'finetuning', '--finetune_epochs')
         StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
@@ -250,7 +259,8 @@ class AofpPruning:
                           self.s.remain_log_steps, self.s.save_per_moves)
         trainer = Trainer(self.model, deps, self.data_dir, search_config(self.s, self.num_examples),
                           self.prefix(k) + '_train', init_weights=start.weights,
-                          method=search_method(self.target_layers, hook), log=self.log, init_source=start_file, partial_init=self.partial_start,
+                          method=search_method(self.target_layers, hook), log=self.log,
+                          input_spec=self.stored_spec, init_source=start_file, partial_init=self.partial_start,
                           logs=self.logs)
         result = trainer.run()
         if not workers.writes_files():  # another worker's part ends with the training
@@ -259,7 +269,7 @@ class AofpPruning:
             hook.log('search stopped after %d steps at %.1f%% of FLOPs removed, short of the '
                      'target %.0f%% (raise --search_max_epochs or --metric_limit)'
                      % (result.step, 100 * search.flops_pruned(search.widths), 100 * target))
-        hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks())
+        hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks(), self.stored_spec)
         tuned_file = hdf5_io.read_hdf5(tuned)
         return self._log_eval(k, 'tuned', tuned, tuned_file, 9,
                               'after tuning, the masks suggest deps=%s' % self._widths(tuned_file),
@@ -268,7 +278,7 @@ class AofpPruning:
 
     def prune(self, k, tuned, pruned):
         weights, deps = prune_weights(self.model, hdf5_io.read_hdf5(tuned))
-        hdf5_io.save_hdf5(pruned, weights, deps)
+        hdf5_io.save_hdf5(pruned, weights, deps, input_spec=self.stored_spec)
         return self._log_eval(k, 'pruned', pruned, hdf5_io.read_hdf5(pruned), 8)
 
     def finetune(self, k, pruned, fted):
@@ -276,10 +286,10 @@ class AofpPruning:
         config = finetune_config(self.s, self.num_examples)
         result = Trainer(self.model, pruned_file.deps, self.data_dir, config, self.prefix(k) + '_ft',
                          init_weights=pruned_file.weights, log=self.log, init_source=pruned,
-                         logs=self.logs).run()
+                         logs=self.logs, input_spec=self.stored_spec).run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
-        hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps)
+        hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps, input_spec=self.stored_spec)
         return self._log_eval(k, 'finetuned', fted, hdf5_io.read_hdf5(fted), 8)
 
     def _widths(self, weight_file):

@@ -6,13 +6,15 @@ cores on the synthetic data set. PRESETS[preset][model]."""
 import dataclasses
 from typing import Optional, Tuple
 
+from tf_benchmarks.commands.recipe import RecipeFields
+from tf_benchmarks.models import resnet50_model as r50
 from tf_benchmarks.models.densenet_model import DC40_ORIGIN_DEPS, incremental_layers
 from tf_benchmarks.models.resnet_model import internal_layers, origin_deps
 from tf_benchmarks.models.vc_model import VGG_ORIGIN_DEPS
 
 
 @dataclasses.dataclass
-class AofpSettings:
+class AofpSettings(RecipeFields):
     # base training (`train`): 600 epochs, LR 0.05 -> 0.005 -> 0.0005 at epochs 200 / 400
     deps: Tuple[int, ...] = VGG_ORIGIN_DEPS
     batch_size: int = 64
@@ -74,6 +76,29 @@ def _resnet(n, paper):
                         display_every=20, checkpoint_every=200, **common)
 
 
+SRES50_BASE = dict(
+    # tf_cnn_benchmarks' ResNet-50 recipe for `train`: 90 epochs at global batch 256, LR 0.1 per
+    # 256 images (scaled linearly with --batch_size), x0.1 at epochs 30, 60 and 80, 5 linear
+    # warm-up epochs, plain momentum 0.9, wd 1e-4 on the kernels, no doubled gradients.
+    batch_size=256, lr_values=(0.1, 0.01, 0.001, 0.0001), lr_epoch_fractions=(1 / 3, 2 / 3, 8 / 9),
+    warmup_epochs=5, nesterov=False, double_gradients=False, lr_batch=256,
+    target_layers=tuple(r50.internal_layers()), eval_batch_size=250)
+SRES50_SMOKE_DEPS = tuple(max(1, d // 8) for d in r50.origin_deps())
+
+
+def _sres50(paper):
+    if paper:
+        return AofpSettings(deps=r50.origin_deps(), max_epochs=90, train_snapshot_steps=0,
+                            itr_schedule=(0.5,), **SRES50_BASE)
+    return AofpSettings(deps=SRES50_SMOKE_DEPS, max_epochs=12, image_size=64,
+                        **dict(SRES50_BASE, batch_size=32, warmup_epochs=0.5,
+                               eval_batch_size=100),
+                        train_snapshot_steps=0, search_max_epochs=6, batches_per_half=10,
+                        metric_limit=0.05, search_start_step=5, search_snapshot_steps=0,
+                        remain_log_steps=50, itr_schedule=(0.3,), finetune_epochs=1,
+                        finetune_warmup_epochs=0, display_every=10, checkpoint_every=200)
+
+
 DC40_BASE = dict(lr_values=(0.1, 0.01, 0.001), lr_epoch_fractions=(0.5, 0.75),
                  target_layers=tuple(incremental_layers()))
 
@@ -84,6 +109,7 @@ PRESETS = {
                              **DC40_BASE),
         'src56': _resnet(9, True),
         'src110': _resnet(18, True),
+        'sres50': _sres50(True),
     },
     'smoke': {
         'vc': VC_SMOKE,
@@ -92,5 +118,6 @@ PRESETS = {
             max_epochs=6, itr_schedule=(0.3,), finetune_epochs=2, **DC40_BASE),
         'src56': _resnet(9, False),
         'src110': _resnet(18, False),
+        'sres50': _sres50(False),
     },
 }

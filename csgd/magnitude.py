@@ -50,7 +50,7 @@ class MagnitudePruning(PruningRun):
         plans = self.plans()
         save_clusters(self.eqcls_file, plans)
         weights, deps = apply_surgery(self.trace, self.init.weights, plans)
-        hdf5_io.save_hdf5(self.pruned_file, weights, deps)
+        hdf5_io.save_hdf5(self.pruned_file, weights, deps, input_spec=self.stored_spec)
         self.log('%s (%s variant): pruned %s to %s, saved to %s'
                  % (self.prefix, self.s.magnitude_variant, self.init_hdf5, list(deps),
                     self.pruned_file))
@@ -68,7 +68,8 @@ class MagnitudePruning(PruningRun):
                               self.pruned_file).run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
-        hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps)
+        hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps,
+                          input_spec=self.stored_spec)
         self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
         result = self.eval_and_log(self.trained_file, 'eval after finetuning')
         return self.stage_result(0, 'finetuned', self.trained_file, pruned.deps, result)

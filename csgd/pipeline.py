@@ -11,14 +11,14 @@ from csgd.centripetal import CentripetalHandler, ClusterSpreadHook, cluster_devi
 from csgd.targets import parse_target_deps
 from tf_benchmarks.network import flops
 from tf_benchmarks.files import hdf5_io
-from tf_benchmarks.data import input_pipeline, records
+from tf_benchmarks.data import sources
 from tf_benchmarks.runs import results
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.engine.evaluation import evaluate_file
 from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
 from tf_benchmarks.runs.stages import Stage, StageRunner
-from tf_benchmarks.commands import base_modes
+from tf_benchmarks.commands import base_modes, recipe
 from tf_benchmarks.files.atomic import file_digest
 from tf_benchmarks.pruning.surgery import apply_surgery
 from tf_benchmarks.engine.train_config import TrainConfig, check_steps, kernels_only
@@ -38,11 +38,11 @@ def _config(s, epochs, lr_values, fractions, num_examples, **kwargs):
     (paper: 468750 steps, boundaries 156200 / 312400 / 390500)."""
     per_epoch = steps_per_epoch(num_examples, s.batch_size)
     return TrainConfig(num_steps=int(epochs * num_examples) // s.batch_size,
-                       batch_size=s.batch_size, lr_values=lr_values,
+                       batch_size=s.batch_size, lr_values=recipe.scaled_lr(s, lr_values),
                        lr_boundaries=[int(round(f * epochs, 6) * per_epoch) for f in fractions],
                        display_every=s.display_every, checkpoint_every=s.checkpoint_every,
-                       snapshot_every=s.snapshot_steps, double_gradient_keywords=BIAS_ONLY,
-                       precision=s.precision, **kwargs)
+                       snapshot_every=s.snapshot_steps, precision=s.precision,
+                       **recipe.optimizer_fields(s, BIAS_ONLY), **kwargs)
 
 
 def record_line(path, result, comment=''):
@@ -64,17 +64,20 @@ def train_base(model, s, data_dir, epochs, restart_from=None, log=print):
                     lr_epoch_fractions=s.train_lr_epoch_fractions,
                     warmup_epochs=s.train_warmup_epochs, weight_decay=s.weight_decay,
                     precision=s.precision)
+    spec = recipe.input_spec(s, model)
+    settings.update(recipe.recorded(s, spec, model))
     return base_modes.train_base(model, s.deps, data_dir,
                                  lambda num_examples: base_config(s, epochs, num_examples),
-                                 settings, restart_from, log)
+                                 settings, restart_from, log, spec)
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
     """`eval FILE`: rebuild from the file's deps, evaluate, append to origin_<model>_eval_record.txt."""
-    def console_line(result, deps):
+    def console_line(result, deps, size):
         return ('precision @ 1 = %.4f recall @ 5 = %.4f [%d examples] mean loss = %.4f  deps %s  '
-                'FLOPs %d' % (result.top1, result.top5, result.num_examples, result.loss, deps,
-                              flops.count_flops(model, deps)))
+                'FLOPs %d%s' % (result.top1, result.top5, result.num_examples, result.loss, deps,
+                                flops.count_flops(model, deps, image_size=size),
+                                flops.other_convention(model, deps, size)))
     return base_modes.eval_file(model, path, data_dir, batch_size, evaluate_file, console_line,
                                 record_line, 'origin_%s_eval_record.txt' % model.name, log)
 
@@ -102,12 +105,14 @@ class PruningRun:
                             % (self.init_hdf5, model.name))
         self.init = hdf5_io.read_hdf5(self.init_hdf5)
         self.origin_deps = model.file_deps(self.init)
+        self.spec = recipe.input_spec(settings, model, self.init.input_spec)
+        self.stored_spec = recipe.stored_spec(self.spec, model)
         self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps)
         self.trace = model.trace(self.origin_deps)
         hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, self.init_hdf5,
                                   partial_start)
         self.roots = model.group_roots()
-        self.num_examples = input_pipeline.check_data(data_dir).num_examples
+        self.num_examples = sources.check_data(data_dir, self.spec).num_examples
         check_steps(self.train_config(), self.num_examples, mode, '--max_epochs')
 
     def log(self, message):
@@ -116,7 +121,8 @@ class PruningRun:
     def common_settings(self):
         return dict(model=self.model.name, init=self.init_hdf5,
                     init_sha256=file_digest(self.init_hdf5), target_deps=self.s.target_deps,
-                    **records.data_settings(self.data_dir))
+                    **sources.data_settings(self.data_dir),
+                    **recipe.recorded(self.s, self.spec, self.model))
 
     def train_settings(self):
         s = self.s
@@ -156,7 +162,8 @@ class PruningRun:
     def trainer(self, deps, config, train_dir, init_weights, init_source, **kwargs):
         return Trainer(self.model, deps, self.data_dir, config, train_dir,
                        init_weights=init_weights, init_source=init_source,
-                       partial_init=self.partial_start, logs=self.logs, log=self.print, **kwargs)
+                       partial_init=self.partial_start, logs=self.logs, log=self.print,
+                       input_spec=self.stored_spec, **kwargs)
 
 
 class CentripetalSGD(PruningRun):
@@ -297,7 +304,8 @@ class Iteration:
         result = trainer.run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
-        hdf5_io.save_hdf5(self.f['sted'], result.weights, self.origin)
+        hdf5_io.save_hdf5(self.f['sted'], result.weights, self.origin,
+                          input_spec=m.stored_spec)
         m.log(handler.summary)
         m.log('C-SGD train completed. save to: %s' % self.f['sted'])
         deviation = cluster_deviation(result.weights, self.trace, plans, bn_plans)
@@ -314,7 +322,7 @@ class Iteration:
         m = self.m
         sted = hdf5_io.read_hdf5(self.f['sted'])
         weights, deps = apply_surgery(self.trace, sted.weights, self.load_plans())
-        hdf5_io.save_hdf5(self.f['pruned'], weights, deps)
+        hdf5_io.save_hdf5(self.f['pruned'], weights, deps, input_spec=self.m.stored_spec)
         m.log('finished trimming at itr %d, save to %s' % (self.k, self.f['pruned']))
         result = m.eval_and_log(self.f['pruned'], 'eval after trimming at itr %d, cur remain deps '
                                 '%s' % (self.k, list(self.target)))

@@ -7,13 +7,15 @@ centripetal strength large enough that clusters collapse."""
 import dataclasses
 from typing import Tuple
 
+from tf_benchmarks.commands.recipe import RecipeFields
+from tf_benchmarks.models import resnet50_model as r50
 from tf_benchmarks.models.densenet_model import DC40_ORIGIN_DEPS
 from tf_benchmarks.models.resnet_model import origin_deps
 from tf_benchmarks.models.vc_model import VGG_ORIGIN_DEPS
 
 
 @dataclasses.dataclass
-class CsgdSettings:
+class CsgdSettings(RecipeFields):
     # base training (`train`, new): DenseNet paper recipe, 300 epochs, LR 0.1 /10 at 50% and 75%
     deps: Tuple[int, ...] = DC40_ORIGIN_DEPS
     train_epochs: float = 300
@@ -63,6 +65,26 @@ def _resnet(n, paper):
                         target_deps='5/8', **common, **SMOKE)
 
 
+def _sres50(paper):
+    """Base (`train`): tf_cnn_benchmarks' ResNet-50 recipe (90 epochs at global batch 256, LR 0.1
+    per 256 images scaled with --batch_size, x0.1 at 30/60/80, 5 warm-up epochs, plain momentum,
+    wd 1e-4, no doubled gradients). C-SGD (the authors' do_csgd.py): 70 epochs per iteration, LR
+    3e-3 per 256 images x0.1 at 30/50/60, strength 0.05, BN at 0.1 of it."""
+    common = dict(train_lr_values=(0.1, 0.01, 0.001, 0.0001),
+                  train_lr_epoch_fractions=(1 / 3, 2 / 3, 8 / 9), train_warmup_epochs=5,
+                  lr_values=(3e-3, 3e-4, 3e-5, 3e-6), lr_epoch_fractions=(3 / 7, 5 / 7, 6 / 7),
+                  nesterov=False, double_gradients=False, lr_batch=256, centri_strength=0.05,
+                  bn_strength_ratio=0.1, target_deps='0.7', eval_batch_size=250,
+                  eval_command_batch_size=250)
+    if paper:
+        return CsgdSettings(deps=r50.origin_deps(), train_epochs=90, batch_size=256, max_epochs=70,
+                            **common)
+    common.update(SMOKE, centri_strength=10.0, bn_strength_ratio=1.0, eval_batch_size=100,
+                  eval_command_batch_size=100, display_every=10, lr_batch=None)
+    return CsgdSettings(deps=tuple(max(1, d // 8) for d in r50.origin_deps()), train_epochs=12,
+                        batch_size=32, image_size=64, **common)
+
+
 VC = dict(train_epochs=600, train_lr_values=(0.05, 0.005, 0.0005),
           train_lr_epoch_fractions=(1 / 3, 2 / 3), target_deps='5/8')
 
@@ -72,6 +94,7 @@ PRESETS = {
         'vc': CsgdSettings(deps=VGG_ORIGIN_DEPS, bn_strength_ratio=0.1, **VC),
         'src56': _resnet(9, True),
         'src110': _resnet(18, True),
+        'sres50': _sres50(True),
     },
     'smoke': {
         'dc40': CsgdSettings(deps=HALF_WIDTH_DC40, train_epochs=6, **SMOKE),
@@ -80,5 +103,6 @@ PRESETS = {
                            **SMOKE),
         'src56': _resnet(9, False),
         'src110': _resnet(18, False),
+        'sres50': _sres50(False),
     },
 }

@@ -7,9 +7,12 @@ import re
 
 from absl import flags
 
-from tf_benchmarks.engine import replicas
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.data import imagenet_pipeline, sources
 from tf_benchmarks.data.records import DATA_DIR_ENV, default_data_dir
+from tf_benchmarks.engine import replicas
+from tf_benchmarks.network import flops
+from tf_benchmarks.network.input_spec import MAX_SIZE, MIN_SIZE, NORMALIZATIONS
 
 FLAGS = flags.FLAGS
 MAX_WORKER_TIMEOUT = 10 ** 6  # seconds (11.6 days)
@@ -20,7 +23,25 @@ def define_common_flags(presets, default_model):
     models = sorted(next(iter(presets.values())))
     flags.DEFINE_enum('model', default_model, models, 'The network: %s.' % ', '.join(models))
     flags.DEFINE_string('data_dir', default_data_dir(), 'Directory with the CIFAR-10 tfrecords '
-                        '(default: $%s, else ./data/cifar10).' % DATA_DIR_ENV)
+                        'or ImageNet-format shards (default: $%s, else ./data/cifar10).'
+                        % DATA_DIR_ENV)
+    flags.DEFINE_enum('dataset', 'auto', list(sources.KINDS), 'The format of --data_dir (auto: '
+                      'from its contents).')
+    flags.DEFINE_integer('image_size', None, 'ImageNet-format data: the size images are cropped '
+                         'and resized to (default: the start file\'s, else the model\'s, 224 for '
+                         'sres50), e.g. 64 for a smoke run.')
+    flags.DEFINE_enum('normalization', None, sorted(NORMALIZATIONS), 'The pixels\' normalization '
+                      '(default: the start file\'s, else inception, x / 127.5 - 1; torchvision: '
+                      'ImageNet mean and std, which torchvision\'s weights expect).')
+    flags.DEFINE_enum('crop', 'torchvision', list(imagenet_pipeline.CROPS), 'ImageNet-format '
+                      'training crop: torchvision\'s RandomResizedCrop (the authors\' PyTorch '
+                      'code) or tf_cnn_benchmarks\' distorted bounding box (inception).')
+    flags.DEFINE_bool('background_class', False, 'ImageNet-format data: keep tf_cnn_benchmarks\' '
+                      'background class (1001 logits for ImageNet, record labels as they are).')
+    flags.DEFINE_enum('flops_convention', flops.DEFAULT_CONVENTION, list(flops.CONVENTIONS),
+                      'How FLOPs are counted for targets and reports (see network/flops.py): '
+                      'torchvision (the network as built) or resnet_paper (sres50 with the '
+                      'stride on the first 1x1, as the ResNet paper\'s Table 1).')
     flags.DEFINE_enum('preset', 'paper', sorted(presets), 'paper: the original hyperparameters; '
                       'smoke: a run of minutes on 2 CPU cores and the synthetic data set.')
     flags.DEFINE_float('max_epochs', None, 'Epochs of training (default: the preset\'s); LR '
@@ -62,6 +83,13 @@ def apply_common_flags(presets):
         settings.checkpoint_every = check_number('--checkpoint_every', FLAGS.checkpoint_every,
                                                  minimum=1)
     settings.precision = FLAGS.precision
+    if FLAGS.image_size is not None:
+        settings.image_size = check_number('--image_size', FLAGS.image_size, minimum=MIN_SIZE,
+                                           maximum=MAX_SIZE)
+    if FLAGS.normalization is not None:
+        settings.normalization = FLAGS.normalization
+    settings.flops_convention = FLAGS.flops_convention
+    sources.configure(FLAGS.dataset, FLAGS.crop, FLAGS.background_class)
     if FLAGS.deterministic:
         import tensorflow as tf2
         tf2.config.experimental.enable_op_determinism()

@@ -4,11 +4,22 @@ nothing), and `barrier()` keeps every worker's stages in step."""
 
 _writes_files = True
 _barrier = None
+_index, _count = 0, 1
 
 
-def configure(writes_files, barrier=None):
-    global _writes_files, _barrier
-    _writes_files, _barrier = bool(writes_files), barrier
+def configure(writes_files, barrier=None, index=0, count=1):
+    global _writes_files, _barrier, _index, _count
+    _writes_files, _barrier, _index, _count = bool(writes_files), barrier, int(index), int(count)
+
+
+def index():
+    """This worker's place among the workers (0, the chief, in a run of one process)."""
+    return _index
+
+
+def count():
+    """How many workers the run has (1 in a run of one process)."""
+    return _count
 
 
 def writes_files():

@@ -16,6 +16,8 @@ from typing import Sequence, Tuple
 import tensorflow as tf2
 import tensorflow.compat.v1 as tf
 
+from tf_benchmarks.network import input_spec
+
 AUTOTUNE = tf.data.experimental.AUTOTUNE
 _ENDLESS = 1 << 62
 LABEL_ERROR = 'label out of range'  # the first words of the stream's label assertion
@@ -34,11 +36,7 @@ class Shard:
     count: int
 
 
-def normalize(image, normalization):
-    """float32 image in pixel units -> (image - mean) / std, per channel."""
-    mean, std = normalization
-    return (tf.cast(image, tf.float32) - tf.constant(mean, tf.float32)) / tf.constant(std,
-                                                                                      tf.float32)
+normalize = input_spec.normalize  # (image, (mean, std)) -> float32
 
 
 def parse_record(serialized):
@@ -113,6 +111,16 @@ def eval_crop(encoded, size):
     top = (new[0] - size) // 2
     left = (new[1] - size) // 2
     return tf.image.crop_to_bounding_box(image, top, left, size, size)
+
+
+def label_error(message):
+    """The label assertion's message as one line: 'label out of range: record 3 of PATH has label
+    1001 outside 1 .. 1000'."""
+    start = message.find(LABEL_ERROR)
+    text = message[start:].splitlines()[0] if start >= 0 else message.splitlines()[0]
+    for junk in ('[', ']', "b'", "'"):
+        text = text.replace(junk, '')
+    return ' '.join(text.split())
 
 
 def _checked_label(label, label_offset, num_classes, path, index):

@@ -99,7 +99,9 @@ def split_path(data_dir, split):
         'no CIFAR-10 %s records in %s (looked for %s). Create them with\n'
         '  python datasets/download_and_convert_cifar10.py --dataset_dir %s\n'
         '(add --batches_dir DIR for extracted pickles, or --synthetic 6000 for an offline '
-        'synthetic set), or point --data_dir / $%s at the folder that holds them.'
+        'synthetic set), or point --data_dir / $%s at the folder that holds them. For '
+        'ImageNet-format shards (train-00000-of-NNNNN ...), convert images with '
+        'datasets/build_imagenet_data.py.'
         % (split, os.path.abspath(data_dir), ' or '.join(names), data_dir, DATA_DIR_ENV))
 
 

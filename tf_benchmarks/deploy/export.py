@@ -11,12 +11,12 @@ import sys
 import tensorflow.compat.v1 as tf
 
 from tf_benchmarks.core.errors import UserError, cannot_write_message, write_failure_reason
-from tf_benchmarks.data import input_pipeline
 from tf_benchmarks.deploy.bn_folding import fold_batch_norms
 from tf_benchmarks.engine import session as tf_session
 from tf_benchmarks.files.atomic import file_digest, temporary_name
 from tf_benchmarks.network import flops
 from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+from tf_benchmarks.network.input_spec import default_spec, normalize
 from tf_benchmarks.pruning.file_model import read_model_file
 
 SIGNATURE = 'serving_default'
@@ -73,21 +73,25 @@ class FoldedBuilder(ConvNetBuilder):
                     {p: value for p, (_, value) in zip(placeholders, self.values)})
 
 
-def build_inference_graph(model, deps, weights):
-    """(graph, images placeholder, logits, probabilities, builder) of the folded model."""
+def build_inference_graph(model, deps, weights, num_classes=None, spec=None):
+    """(graph, images placeholder, logits, probabilities, builder) of the folded model, taking
+    uint8 images of the spec's size (default: the model's input) normalized as the spec says."""
     model.check_deps(deps)
-    folded = fold_batch_norms(model.trace(deps), weights)
+    spec = spec or default_spec(model)
+    folded = fold_batch_norms(model.trace(deps, num_classes), weights)
     graph = tf.Graph()
     with graph.as_default():
-        images = tf.placeholder(tf.uint8, [None, 32, 32, 3], name='images')
-        builder = FoldedBuilder(input_pipeline.normalize(images), folded)
-        logits = tf.identity(model.build(builder, deps).tensor, name='logits')
+        size = spec.image_size
+        images = tf.placeholder(tf.uint8, [None, size, size, 3], name='images')
+        builder = FoldedBuilder(normalize(images, spec.normalization), folded)
+        logits = tf.identity(model.build(builder, deps, num_classes).tensor, name='logits')
         probabilities = tf.nn.softmax(logits, name='probabilities')
     return graph, images, logits, probabilities, builder
 
 
-def _save_saved_model(directory, model, deps, weights):
-    graph, images, logits, probabilities, builder = build_inference_graph(model, deps, weights)
+def _save_saved_model(directory, model, deps, weights, num_classes=None, spec=None):
+    graph, images, logits, probabilities, builder = build_inference_graph(model, deps, weights,
+                                                                          num_classes, spec)
     with graph.as_default(), tf.Session(graph=graph,
                                         config=tf_session.session_config()) as session:
         session.run(tf.global_variables_initializer())
@@ -115,6 +119,14 @@ def _convert_tflite(saved_model_dir, out_file):
         sys.stderr.write(result.stderr)
 
 
+def _preprocessing(spec):
+    if spec.normalization_name == 'inception':
+        return 'float32(images) / 127.5 - 1 (as the evaluation)'
+    return ('(float32(images) - mean) / std per channel, mean %s, std %s (as the evaluation; the '
+            'caller resizes and crops to %dx%d)' % (list(spec.mean), list(spec.std),
+                                                   spec.image_size, spec.image_size))
+
+
 def export_file(path, out_dir, tflite=False, model_name=None, log=print):
     """Export the weights file `path` to `out_dir` (which must not exist or be empty); returns
     the info written to out_dir/export.json."""
@@ -123,6 +135,7 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print):
         raise UserError('%s already exists; export writes a new directory, so pass another --out '
                         'or remove it' % out_dir)
     mf = read_model_file(path, model_name)
+    size = mf.input_spec.image_size
     tmp = temporary_name(os.path.abspath(out_dir), hidden=True)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -133,17 +146,18 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print):
         except OSError as e:
             raise UserError(cannot_write_message(out_dir, e.strerror))
         try:
-            _save_saved_model(tmp, mf.model, mf.deps, mf.weights)
+            _save_saved_model(tmp, mf.model, mf.deps, mf.weights, mf.num_classes, mf.input_spec)
         except tf.errors.OpError as e:  # TensorFlow's own file writes
             raise UserError(cannot_write_message(out_dir, write_failure_reason(e.message)))
         info = dict(
             format='export-v1', source=path, source_sha256=file_digest(path), model=mf.model.name,
             widths=list(mf.deps), masks_removed=mf.masked,
-            flops=flops.count_flops(mf.model, mf.deps),
+            flops=flops.count_flops(mf.model, mf.deps, image_size=size),
             params=flops.count_params(mf.model, mf.deps),
-            signature=SIGNATURE, inputs={'images': 'uint8 [batch, 32, 32, 3], RGB, NHWC'},
-            preprocessing='float32(images) / 127.5 - 1 (as the evaluation)',
-            outputs={'logits': 'float32 [batch, %d]' % mf.model.num_classes,
+            signature=SIGNATURE, inputs={'images': 'uint8 [batch, %d, %d, 3], RGB, NHWC'
+                                         % (size, size)},
+            preprocessing=_preprocessing(mf.input_spec),
+            outputs={'logits': 'float32 [batch, %d]' % mf.num_classes,
                      'probabilities': 'softmax of the logits'},
             batch_norm='folded into the preceding convolutions; others as scale and shift')
         if tflite:
@@ -160,8 +174,9 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print):
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log('exported %s (%s, widths %s%s, %d FLOPs) to %s: SavedModel, signature %s (images uint8 '
-        '[N,32,32,3] -> logits, probabilities)%s'
+        '[N,%d,%d,3] -> logits, probabilities)%s'
         % (path, mf.model.name, list(mf.deps), ', masked filters removed' if mf.masked else '',
-           info['flops'], out_dir, SIGNATURE, ', and %s' % TFLITE_FILE if tflite else ''))
+           info['flops'], out_dir, SIGNATURE, size, size,
+           ', and %s' % TFLITE_FILE if tflite else ''))
     return info
 

@@ -5,6 +5,7 @@ JSON."""
 import json
 
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.network import flops
 from tf_benchmarks.pruning.file_model import read_model_file
 
 
@@ -22,13 +23,14 @@ def _size(shape):
     return n
 
 
-def layer_rows(model, deps):
+def layer_rows(model, deps, image_size=None, num_classes=None):
     """One row per conv layer (with the BN right after it), per BN standing alone (DenseNet's
     pre-activation ones) and per FC layer, in the order the model creates them. FLOPs follow
     `flops.count_flops` (the classifier with `flops_num_classes` outputs), parameters
     `flops.count_params`, so the rows add up to both."""
-    trace = model.trace(deps)
-    macs_trace = model.trace(deps, num_classes=model.flops_num_classes)
+    shape = (image_size, image_size, 3) if image_size else None
+    trace = model.trace(deps, num_classes, image_shape=shape)
+    macs_trace = model.trace(deps, num_classes=model.flops_num_classes, image_shape=shape)
     variables = trace.variables
     order = {name: i for i, name in enumerate(variables)}
     rows = []
@@ -64,11 +66,14 @@ def _removed(value, base):
     return None if not base else 1.0 - value / float(base)
 
 
-def summarize(model, deps, base_deps=None, path=None, base_path=None):
+def summarize(model, deps, base_deps=None, path=None, base_path=None, image_size=None,
+              num_classes=None):
     """The summary as a dict: every row with `flops_removed` and `params_removed` against
-    `base_deps` (default: the model's original widths), and the totals."""
+    `base_deps` (default: the model's original widths), and the totals; at `image_size` (default:
+    the model's) with `num_classes` logits (default: the model's)."""
     base_deps = tuple(model.default_deps if base_deps is None else base_deps)
-    rows, base_rows = layer_rows(model, deps), layer_rows(model, base_deps)
+    rows = layer_rows(model, deps, image_size, num_classes)
+    base_rows = layer_rows(model, base_deps, image_size, num_classes)
     for row, base in zip(rows, base_rows):
         row['flops_removed'] = _removed(row['flops'], base['flops'])
         row['params_removed'] = _removed(row['params'], base['params'])
@@ -78,6 +83,17 @@ def summarize(model, deps, base_deps=None, path=None, base_path=None):
     total['flops_removed'] = _removed(total['flops'], total['base_flops'])
     total['params_removed'] = _removed(total['params'], total['base_params'])
     notes = []
+    if model.v1_strided_layers:
+        paper = flops.count_flops(model, deps, 'resnet_paper', image_size)
+        total['flops_resnet_paper'] = paper
+        total['flops_removed_resnet_paper'] = flops.flops_pruned_ratio(
+            model, deps, base_deps, 'resnet_paper', image_size)
+        notes.append('FLOPs as built (torchvision\'s convention, the stride on the 3x3); under '
+                     'the ResNet paper\'s (the stride on the first 1x1): {:,}, {:.1f}% '
+                     'removed'.format(paper, 100 * total['flops_removed_resnet_paper']))
+    if image_size and image_size != model.image_size:
+        notes.append('at %dx%d images (the file\'s input), not %dx%d'
+                     % (image_size, image_size, model.image_size, model.image_size))
     if model.flops_num_classes != model.num_classes:
         notes.append('the classifier\'s FLOPs count %d of its %d outputs, as flops.py (the original '
                      'convention)' % (model.flops_num_classes, model.num_classes))
@@ -97,7 +113,8 @@ def summarize_file(path, base_path=None, model_name=None):
             raise UserError('--base %s holds a %s, but %s holds a %s; compare files of one model'
                             % (base_path, base.model.name, path, mf.model.name))
         base_deps = base.deps
-    return dict(summarize(mf.model, mf.deps, base_deps, path, base_path), masked=mf.masked)
+    return dict(summarize(mf.model, mf.deps, base_deps, path, base_path,
+                          mf.input_spec.image_size, mf.num_classes), masked=mf.masked)
 
 
 def _percent(share):

@@ -1,13 +1,17 @@
-"""Evaluation: top-1, top-5 and mean loss over one exact pass of a split, with BN in inference mode."""
+"""Evaluation: top-1, top-5 and mean loss over one exact pass of a split (CIFAR-10's test file or
+the validation shards of an ImageNet-format set), with BN in inference mode; a non-finite loss
+(outputs that overflow) is an error, not a result."""
 
 import dataclasses
+import math
 
-from tf_benchmarks.engine import session as tf_session
 import tensorflow.compat.v1 as tf
-from tf_benchmarks.data import input_pipeline, labels as data_labels, records
-from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+
 from tf_benchmarks.core.errors import UserError, corrupt_record_error
+from tf_benchmarks.data import imagenet_pipeline, labels as data_labels, records, sources
+from tf_benchmarks.engine import session as tf_session
 from tf_benchmarks.engine.weights import key_variables, load_weights
+from tf_benchmarks.network.convnet_builder import ConvNetBuilder
 
 
 @dataclasses.dataclass
@@ -18,27 +22,39 @@ class EvalResult:
     num_examples: int
 
 
+def _check_finite_loss(loss, source, path):
+    if not math.isfinite(loss):
+        raise UserError('%s gives a loss of %s on %s: the model\'s outputs are not finite '
+                        'numbers (its weights are too large for float32), so it has no result. '
+                        'Pass weights of a model that trained normally' % (source, loss, path))
+
+
 class Evaluator:
     """An inference graph of `model` at widths `deps` over a split; `evaluate(weights)` runs a pass.
 
     Building once and evaluating several weight sets (same widths) avoids rebuilding the graph.
-    `builder_factory(images, phase_train)` may return a masked builder (AOFP).
+    `builder_factory(images, phase_train)` may return a masked builder (AOFP). `input_spec` is the
+    weights' input (image size, normalization; None: the model's default).
     """
 
     def __init__(self, model, deps, data_dir, batch_size=500, split='test',
-                 builder_factory=ConvNetBuilder, intra_threads=0, inter_threads=0):
+                 builder_factory=ConvNetBuilder, intra_threads=0, inter_threads=0,
+                 input_spec=None):
         self.model = model
         self.deps = model.check_deps(deps)
-        self.path = records.split_path(data_dir, split)
-        data_labels.check_labels(self.path, data_labels.class_names(data_dir))
+        self.num_logits = sources.logits(data_dir, model)
+        if sources.kind_of(data_dir) == sources.CIFAR10:
+            self.path = records.split_path(data_dir, split)
+            data_labels.check_labels(self.path, data_labels.class_names(data_dir))
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.set_random_seed(0)  # initializers are overwritten; op determinism wants a seed
-            ds = input_pipeline.eval_dataset(self.path, batch_size)
-            self.iterator = tf.data.make_initializable_iterator(ds)
+            source = sources.eval_source(data_dir, split, batch_size, input_spec, self.num_logits)
+            self.path = source.description
+            self.iterator = tf.data.make_initializable_iterator(source.dataset)
             images, labels = self.iterator.get_next()
             self.builder = builder_factory(images, phase_train=False)
-            logits = model.build(self.builder, self.deps).tensor
+            logits = model.build(self.builder, self.deps, self.num_logits).tensor
             self.logits = logits
             self.fetches = {
                 'top1': tf.reduce_sum(tf.cast(tf.nn.in_top_k(logits, labels, 1), tf.int64)),
@@ -68,11 +84,17 @@ class Evaluator:
                 break
             except tf.errors.DataLossError as e:
                 raise corrupt_record_error(self.path, e)
+            except tf.errors.InvalidArgumentError as e:
+                if imagenet_pipeline.LABEL_ERROR not in e.message:
+                    raise
+                raise UserError('%s; the model has %d logits'
+                                % (imagenet_pipeline.label_error(e.message), self.num_logits))
             for key in totals:
                 totals[key] += values[key]
         n = totals['count']
         if n == 0:
             raise UserError('%s holds no images' % self.path)
+        _check_finite_loss(totals['loss'], source, self.path)
         return EvalResult(totals['top1'] / n, totals['top5'] / n, totals['loss'] / n, int(n))
 
     def close(self):
@@ -93,6 +115,7 @@ def evaluate_file(model, weight_file, data_dir, batch_size=500, source='weights'
     go to the Evaluator (e.g. `builder_factory`).
     """
     deps = model.file_deps(weight_file)
+    kwargs.setdefault('input_spec', weight_file.input_spec)
     with Evaluator(model, deps, data_dir, batch_size, **kwargs) as evaluator:
         feed = feed_fn(evaluator.builder) if feed_fn else None
         return evaluator.evaluate(weight_file.weights, source, feed)

@@ -121,7 +121,8 @@ def configure(kind='default', num_devices=None, timeout_s=600.0):
             raise UserError('--num_devices is for --strategy mirrored; a multi-worker run uses each '
                             'worker\'s devices')
         _current = _multi_worker(timeout_s)
-    workers.configure(_current.is_chief, _current.barrier if _current.multi_worker else None)
+    workers.configure(_current.is_chief, _current.barrier if _current.multi_worker else None,
+                      _current.worker_index, _current.num_workers)
     return _current
 
 

@@ -21,6 +21,7 @@ class TrainConfig:
     warmup_steps: int = 0                      # linear warmup from 0 to lr_values[0]
     cosine: bool = False                       # cosine decay from lr_values[0] to 0 (no steps)
     momentum: float = 0.9
+    nesterov: bool = True                      # False: plain momentum (tf_cnn_benchmarks, PyTorch)
     weight_decay: float = 1e-4
     l2_filter: Callable = kernels_only         # (name, shape) -> bool: which variables get L2
     double_gradient_keywords: Sequence[str] = ('bias', 'beta')

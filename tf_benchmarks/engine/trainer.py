@@ -16,7 +16,7 @@ from tensorflow.python.training import moving_averages
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError, corrupt_record_error
 from tf_benchmarks.core.faults import crash_point
-from tf_benchmarks.data import input_pipeline
+from tf_benchmarks.data import imagenet_pipeline, sources
 from tf_benchmarks.engine import replicas
 from tf_benchmarks.engine import session as tf_session
 from tf_benchmarks.engine.checkpoints import CheckpointDir
@@ -49,16 +49,17 @@ def learning_rate(global_step, config):
 _name = variable_name
 
 
-def _nesterov_update(var, grad, accum, lr, momentum):
-    """The MomentumOptimizer(use_nesterov=True) update of one variable (one copy, under a
-    strategy): accum = momentum * accum + grad; var -= lr * (grad + momentum * accum)."""
+def _momentum_update(var, grad, accum, lr, momentum, nesterov=True):
+    """The MomentumOptimizer update of one variable (one copy, under a strategy): accum = momentum
+    * accum + grad; var -= lr * (grad + momentum * accum) with Nesterov, else lr * accum."""
     dtype = var.dtype.base_dtype
     lr, momentum = tf.cast(lr, dtype), tf.cast(tf.convert_to_tensor(momentum), dtype)
     if var.dtype == dtype:  # a resource variable: the strategies' copies
         return tf.raw_ops.ResourceApplyMomentum(var=var.handle, accum=accum.handle, lr=lr,
-                                                grad=grad, momentum=momentum, use_nesterov=True)
+                                                grad=grad, momentum=momentum,
+                                                use_nesterov=nesterov)
     return tf.raw_ops.ApplyMomentum(var=var, accum=accum, lr=lr, grad=grad, momentum=momentum,
-                                    use_nesterov=True).op
+                                    use_nesterov=nesterov).op
 
 
 def _moving_average_update(var, value, decay):
@@ -102,7 +103,8 @@ class Trainer:
     """
 
     def __init__(self, model, deps, data, config, train_dir, init_weights=None, method=PLAIN,
-                 hooks=(), log=print, init_source='init weights', partial_init=False, logs=None):
+                 hooks=(), log=print, init_source='init weights', partial_init=False, logs=None,
+                 input_spec=None):
         self.model = model
         self.deps = model.check_deps(deps)
         self.method = method
@@ -116,7 +118,9 @@ class Trainer:
         self.grad_handler = method.grad_handler
         self.builder_factory = method.builder_factory
         self.log = log
-        self.data = input_pipeline.RecordData(data) if isinstance(data, str) else data
+        self.input_spec = input_spec  # None: the model's default input
+        self.data = sources.training_data(data, input_spec) if isinstance(data, str) else data
+        self.num_logits = getattr(self.data, 'logits', None)  # None: the model's
         self.num_examples = self.data.num_examples
         if self.num_examples < config.batch_size:
             raise UserError('%s has %d images, fewer than one batch of %d'
@@ -151,7 +155,13 @@ class Trainer:
         tf.set_random_seed(c.seed)
         strategy = self.replicas.strategy
         self.per_replica_batch = self.replicas.per_replica_batch(c.batch_size)
-        self.images, self.labels = self.data.batches(c.batch_size, c.augmentation, c.shuffle, c.seed)
+        # A per-worker source (sharded sets) gives this worker's part of the global batch; the
+        # others give the whole global batch on every worker.
+        self.local_batch = c.batch_size
+        if getattr(self.data, 'per_worker', False):
+            self.local_batch = c.batch_size // self.replicas.num_workers
+        self.images, self.labels = self.data.batches(self.local_batch, c.augmentation, c.shuffle,
+                                                     c.seed)
         self.global_step = tf.train.get_or_create_global_step()
         self.learning_rate = learning_rate(self.global_step, c)
         self._builders = []
@@ -187,7 +197,8 @@ class Trainer:
         updates = []
         for name, grad in zip(self._trainable_names, grads):
             updates.append(strategy.extended.update(
-                variables[name], _nesterov_update, args=(grad, momentum_slots[name], lr, c.momentum),
+                variables[name], _momentum_update,
+                args=(grad, momentum_slots[name], lr, c.momentum, c.nesterov),
                 group=True))
         for (name, decay), value in zip(self._moving_statistics, statistics):
             updates.append(strategy.extended.update(variables[name], _moving_average_update,
@@ -208,13 +219,15 @@ class Trainer:
         c = self.config
         context = tf.distribute.get_replica_context()
         start = context.replica_id_in_sync_group * self.per_replica_batch
+        if self.local_batch != c.batch_size:  # this worker's replicas only
+            start -= self.replicas.worker_index * self.local_batch
         images = images[start:start + self.per_replica_batch]
         labels = labels[start:start + self.per_replica_batch]
         conv_dtype = tf.bfloat16 if c.precision == 'bf16' else tf.float32
         builder = self.builder_factory(images, phase_train=True, conv_dtype=conv_dtype,
                                        moving_average_updates=False)
         self._builders.append(builder)
-        logits = self.model.build(builder, self.deps).tensor
+        logits = self.model.build(builder, self.deps, self.num_logits).tensor
         cross_entropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=labels, logits=logits))
         top1 = tf.reduce_mean(tf.cast(tf.nn.in_top_k(logits, labels, 1), tf.float32))
@@ -309,7 +322,7 @@ class Trainer:
         for hook in self.hooks:
             masks.update(hook.masks() or {})
         hdf5_io.save_hdf5(os.path.join(self.train_dir, 'ckpt_step_%d.hdf5' % step),
-                          self.weights(session), self.deps, masks)
+                          self.weights(session), self.deps, masks, self.input_spec)
 
     # -- loop -----------------------------------------------------------------------------------
     def run(self):
@@ -342,6 +355,13 @@ class Trainer:
                     step, stopped = self._loop(sess, step, writer, signals)
             except tf.errors.DataLossError as e:
                 raise corrupt_record_error(self.data.description, e, 'training record')
+            except tf.errors.InvalidArgumentError as e:
+                if imagenet_pipeline.LABEL_ERROR not in e.message:
+                    raise
+                raise UserError('%s; the logits cover labels %d..%d. Convert the data again, or '
+                                'train a model with more classes'
+                                % (imagenet_pipeline.label_error(e.message), 0,
+                                   (self.num_logits or self.model.num_classes) - 1))
             except replicas.LOST_WORKER_ERRORS as e:
                 if not self.replicas.multi_worker:
                     raise
@@ -423,17 +443,19 @@ class _signals_between_steps:
             signal.signal(sig, handler)
 
 
-def train_to_file(model, deps, data, config, train_dir, out_file, logs=None, log=print):
-    """Train `model` at `deps` from scratch into `out_file` (hdf5 with deps), resuming from the
-    checkpoints in `train_dir`."""
-    trainer = Trainer(model, deps, data, config, train_dir, logs=logs, log=log)
+def train_to_file(model, deps, data, config, train_dir, out_file, logs=None, log=print,
+                  input_spec=None):
+    """Train `model` at `deps` from scratch into `out_file` (hdf5 with deps and, if given, the
+    input spec), resuming from the checkpoints in `train_dir`."""
+    trainer = Trainer(model, deps, data, config, train_dir, logs=logs, log=log,
+                      input_spec=input_spec)
     log('training %s from scratch: deps %s, %d steps of %d on %d images'
         % (model.name, list(trainer.deps), config.num_steps, config.batch_size,
            trainer.num_examples))
     result = trainer.run()
     if not workers.writes_files():
         return out_file
-    hdf5_io.save_hdf5(out_file, result.weights, trainer.deps)
+    hdf5_io.save_hdf5(out_file, result.weights, trainer.deps, input_spec=input_spec)
     log('saved %s' % out_file)
     return out_file
 

@@ -2,7 +2,10 @@
 
 One dataset per variable, keyed by the variable name with `/` replaced by `+` and a `:0` suffix
 (`v0+cg+conv0+conv2d+kernel:0`), plus `deps` (int widths) and, in AOFP tuned files,
-`base_mask_value{i}` (0/1 float masks). Files are written to a temporary name and renamed. Reading
+`base_mask_value{i}` (0/1 float masks), and, where the input is not the model's default,
+`input_size` (int64 [1]), `input_mean` and `input_std` (float64 [3], pixel units): numbers under
+names no variable has, which the original code's loaders skip. Files are written to a temporary
+name and renamed. Reading
 takes top-level datasets of numbers stored in the file only: links, groups, virtual datasets and
 external storage (which could point at other files) are refused.
 """
@@ -18,11 +21,13 @@ import numpy as np
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import MALFORMED_INPUT_ERRORS, UserError
 from tf_benchmarks.files.atomic import replacing
+from tf_benchmarks.network.input_spec import InputSpec
 
 DEPS_KEY = 'deps'
 MAX_WIDTH = 1 << 16  # filters of one layer; a wider `deps` entry is a damaged or hostile file
 MASK_KEY_PREFIX = 'base_mask_value'
 _MASK_KEY = re.compile(r'^%s(\d+)$' % MASK_KEY_PREFIX)
+INPUT_KEYS = ('input_size', 'input_mean', 'input_std')
 # Removed from both file keys and graph names before matching (as the original loaders do).
 _NORMALIZE = [re.compile(p) for p in (r':0$', r'tower_\d+/', r'/ExponentialMovingAverage',
                                       r'^v\d+/')]
@@ -54,11 +59,12 @@ class WeightFile:
     weights: Dict[str, np.ndarray]
     deps: Optional[Tuple[int, ...]] = None
     masks: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    input_spec: Optional[InputSpec] = None  # None: the model's default input
 
 
-def save_hdf5(path, weights, deps=None, masks=None):
-    """Write weights (name -> array) plus optional deps and masks; temporary name, then rename.
-    Not on the non-chief workers of a multi-worker run (they write nothing)."""
+def save_hdf5(path, weights, deps=None, masks=None, input_spec=None):
+    """Write weights (name -> array) plus optional deps, masks and input spec; temporary name,
+    then rename. Not on the non-chief workers of a multi-worker run (they write nothing)."""
     if not workers.writes_files():
         return
     directory = os.path.dirname(os.path.abspath(path))
@@ -72,6 +78,10 @@ def save_hdf5(path, weights, deps=None, masks=None):
             for layer, mask in sorted((masks or {}).items()):
                 f.create_dataset(MASK_KEY_PREFIX + str(layer),
                                  data=np.asarray(mask, dtype=np.float32))
+            if input_spec is not None:
+                f.create_dataset('input_size', data=np.asarray([input_spec.image_size], np.int64))
+                f.create_dataset('input_mean', data=np.asarray(input_spec.mean, np.float64))
+                f.create_dataset('input_std', data=np.asarray(input_spec.std, np.float64))
 
 
 _KINDS = {h5py.ExternalLink: 'a link to another file', h5py.SoftLink: 'a soft link',
@@ -116,8 +126,11 @@ def read_hdf5(path):
                         'written by this project or the original code?'
                         % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
     result = WeightFile(weights={})
+    result.input_spec = _input_spec(raw, path)
     for key, value in raw.items():
         mask = _MASK_KEY.match(key)
+        if key in INPUT_KEYS:
+            continue
         if key == DEPS_KEY:
             result.deps = _deps(value, path)
         elif mask:
@@ -157,6 +170,26 @@ def _deps(value, path):
         raise _bad_entry(path, DEPS_KEY, 'gives layer %d the width %r; widths are whole numbers '
                          'of filters from 1 to %d' % (i, value[i].item(), MAX_WIDTH))
     return tuple(int(d) for d in wide)
+
+
+def _input_spec(raw, path):
+    """The file's InputSpec from its input keys (all three or none), or None."""
+    present = [k for k in INPUT_KEYS if k in raw]
+    if not present:
+        return None
+    if len(present) != len(INPUT_KEYS):
+        raise _bad_entry(path, present[0], 'comes without %s'
+                         % ', '.join(k for k in INPUT_KEYS if k not in raw))
+    size, mean, std = (raw[k] for k in INPUT_KEYS)
+    try:
+        if size.shape != (1,) or size.dtype.kind not in 'iu' or mean.shape != (3,) or \
+                std.shape != (3,) or mean.dtype.kind != 'f' or std.dtype.kind != 'f':
+            raise ValueError('input_size must be one integer, input_mean and input_std 3 floats')
+        return InputSpec(int(size[0]), tuple(float(v) for v in mean),
+                         tuple(float(v) for v in std))
+    except ValueError as e:
+        raise _bad_entry(path, 'input_size/input_mean/input_std', 'do not describe an input (%s)'
+                         % e)
 
 
 def _mask(value, key, path):

@@ -47,6 +47,14 @@ class ModelSpec:
                         % (self.name, member, group.root, deps[member], deps[group.root]))
         return deps
 
+    def file_num_classes(self, weight_file):
+        """The logits of a weight file: the length of its classifier's bias (the model's last
+        variable), or the model's own count where the file has none."""
+        last = next(reversed(self.trace().variables))
+        value = weight_file.weights.get(last)
+        return int(value.shape[0]) if value is not None and value.ndim == 1 and \
+            value.shape[0] >= 1 else self.num_classes
+
     def file_deps(self, weight_file):
         """The widths of a weight file: its `deps`, or the default widths for a file without them
         (the originals' base files), checked as check_deps does."""

@@ -38,6 +38,17 @@ def count_flops(model, deps, convention=DEFAULT_CONVENTION, image_size=None):
     return macs
 
 
+def other_convention(model, deps, image_size=None, base_deps=None):
+    """For models counted differently under the ResNet paper's convention (sres50), the text
+    `; resnet_paper: N (x% removed)` to follow a FLOPs figure of the default convention in logs;
+    '' for the others."""
+    if not model.v1_strided_layers:
+        return ''
+    n = count_flops(model, deps, 'resnet_paper', image_size)
+    removed = flops_pruned_ratio(model, deps, base_deps, 'resnet_paper', image_size)
+    return '; resnet_paper: %d (%.1f%% removed)' % (n, 100 * removed)
+
+
 def count_params(model, deps):
     return model.trace(deps).num_params
 

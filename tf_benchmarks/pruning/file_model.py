@@ -10,6 +10,7 @@ import numpy as np
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.models.registry import MODELS, get_model
+from tf_benchmarks.network.input_spec import InputSpec, default_spec
 from tf_benchmarks.pruning.surgery import remove_masked
 
 
@@ -23,6 +24,8 @@ class ModelFile:
     deps: Tuple[int, ...]
     file_deps: Tuple[int, ...]
     masked: bool
+    num_classes: int            # the file's logits
+    input_spec: InputSpec       # the file's input (or the model's default)
 
 
 def _fit_problem(model, weight_file):
@@ -33,7 +36,8 @@ def _fit_problem(model, weight_file):
         deps = model.check_deps(deps)
     except UserError as e:
         return str(e)
-    _, report = hdf5_io.match_weights(model.trace(deps).shapes, weight_file.weights)
+    trace = model.trace(deps, model.file_num_classes(weight_file))
+    _, report = hdf5_io.match_weights(trace.shapes, weight_file.weights)
     if report.mismatched:
         return '%d tensors have the wrong shape (%s: model %s, file %s)' % (
             len(report.mismatched), *report.mismatched[0])
@@ -95,5 +99,8 @@ def read_model_file(path, model_name=None):
     weights, deps = weight_file.weights, file_deps
     if weight_file.masks:
         check_masks(model, file_deps, weight_file.masks, path)
-        weights, deps = remove_masked(model.trace(file_deps), weights, weight_file.masks)
-    return ModelFile(path, model, weights, tuple(deps), file_deps, bool(weight_file.masks))
+        weights, deps = remove_masked(model.trace(file_deps, model.file_num_classes(weight_file)),
+                                      weights, weight_file.masks)
+    return ModelFile(path, model, weights, tuple(deps), file_deps, bool(weight_file.masks),
+                     model.file_num_classes(weight_file),
+                     weight_file.input_spec or default_spec(model))

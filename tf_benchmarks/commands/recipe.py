@@ -1,0 +1,60 @@
+"""What both methods' presets hold beyond their own hyperparameters, and what follows from it: the
+input (image size, normalization) over a start file's, the optimizer's form (Nesterov or plain
+momentum, the originals' doubled bias/beta gradients or none), the rule that scales the learning
+rate with the batch, and the FLOPs convention. The originals' CIFAR recipes keep the defaults, which
+add nothing to run.json, so run directories written before these fields resume unchanged."""
+
+import dataclasses
+from typing import Optional
+
+from tf_benchmarks.network.input_spec import default_spec, spec_with
+
+
+@dataclasses.dataclass
+class RecipeFields:
+    image_size: Optional[int] = None      # None: the start file's, else the model's
+    normalization: Optional[str] = None   # None: the start file's, else inception (x/127.5 - 1)
+    flops_convention: str = 'torchvision'
+    nesterov: bool = True                 # False: plain momentum (tf_cnn_benchmarks, PyTorch)
+    double_gradients: bool = True         # the originals' 2x gradients of biases (and BN betas)
+    lr_batch: Optional[int] = None        # the LR values are for batches of this size and scale
+                                          # linearly with --batch_size (Goyal et al.); None: as given
+
+
+def scaled_lr(s, values):
+    """The LR values for the settings' batch size (see RecipeFields.lr_batch)."""
+    if not s.lr_batch:
+        return tuple(values)
+    return tuple(v * s.batch_size / s.lr_batch for v in values)
+
+
+def optimizer_fields(s, doubled):
+    """TrainConfig fields of the optimizer: `doubled` are the method's doubled-gradient keywords."""
+    return dict(nesterov=s.nesterov, double_gradient_keywords=doubled if s.double_gradients else ())
+
+
+def input_spec(s, model, file_spec=None):
+    """The run's input: the flags' (settings') image size and normalization over the start file's
+    spec, over the model's default."""
+    return spec_with(file_spec or default_spec(model), s.image_size, s.normalization)
+
+
+def stored_spec(spec, model):
+    """What a weight file records: the spec, or None where it is the model's default."""
+    return None if spec == default_spec(model) else spec
+
+
+def recorded(s, spec=None, model=None):
+    """The fields of a stage's settings in run.json that differ from the originals' defaults."""
+    out = {}
+    if not s.nesterov:
+        out['nesterov'] = False
+    if not s.double_gradients:
+        out['double_gradients'] = False
+    if s.lr_batch:
+        out['lr_batch'] = s.lr_batch
+    if s.flops_convention != 'torchvision':
+        out['flops_convention'] = s.flops_convention
+    if spec is not None and stored_spec(spec, model) is not None:
+        out['input'] = spec.describe()
+    return out
