@@ -5,6 +5,8 @@ project's own figures, each as a ratio to a baseline measured in the same invoca
     python bench/train_throughput.py                       # everything, 3 rounds
     python bench/train_throughput.py --sections train --models vc --rounds 1
     python bench/train_throughput.py --sections aofp,csgd --models vc,dc40,src56,src110
+    python bench/train_throughput.py --sections resnet50,imagenet_pipeline --rounds 3
+    python bench/train_throughput.py --sections resnet50 --image_size 64 --rounds 1  # quick
 
 Sections:
   train     vc and dc40 training, batch 64, fp32, NHWC/channels-last, Nesterov momentum 0.9, L2 1e-4
@@ -27,6 +29,17 @@ Sections:
             vc pruned to widths that are not multiples of 8 (PRUNED_VC_ODD) among --models
   replicas  vc and dc40 training with --strategy mirrored on --num_devices devices (GPUs where
             present, else logical CPU devices) vs the default strategy, the same global batch
+  resnet50  sres50 training, batch 32 (--resnet_batch_size), --image_size (224) in memory, fp32 and
+            bf16, plain momentum 0.9, L2 1e-4 on kernels, BN decay 0.9 / eps 1e-5: ours vs
+            torchvision's ResNet-50 in PyTorch eager (bench/torch_resnet50.py, channels-last, the
+            same widths and 1000 classes), with the peak RSS ratio; --resnet_steps (10) timed
+            steps after --resnet_warmup (3)
+  imagenet_pipeline
+            the ImageNet input pipeline alone (tf_benchmarks/data/imagenet_pipeline.py: batches
+            of training_batches at --image_size, torchvision's and the inception crop) on a
+            synthetic set written by datasets/build_imagenet_data.py to a temporary folder (1,200
+            JPEGs of about 400x350; --imagenet_dir to reuse one), and sres50 training fed from it
+            vs in memory, fp32 and bf16
 Every measurement runs in its own worker process (Keras 3 needs eager TF2, the project uses v1 graph
 mode; each process's peak RSS is reported); runs of one comparison alternate within each round and
 the medians over the rounds are compared. The first --warmup steps of each run are not timed.
@@ -47,12 +60,16 @@ sys.path.insert(0, REPO)
 from bench.methods import AOFP_MODELS, CSGD_MODELS  # noqa: E402
 
 SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas', 'routes',
-            'bn')
+            'bn', 'resnet50', 'imagenet_pipeline')
 PEER_MODELS = ('vc', 'dc40')           # the models built in Keras and PyTorch too
 PRUNED_VC = (40, 40, 72, 80, 152, 152, 152, 288, 288, 288, 256, 256, 256)
 # a vc pruned to widths that are not multiples of 8, as AOFP's moves leave them
 PRUNED_VC_ODD = (36, 44, 76, 84, 156, 148, 140, 292, 284, 276, 252, 244, 236)
 SUBSET = os.path.join(REPO, '..', 'shared', 'data', 'cifar10-subset', 'cifar-10-batches-py')
+# the optimizer of each model's recipe (presets): the originals' Nesterov and doubled bias/beta
+# gradients, or sres50's tf_cnn_benchmarks recipe (plain momentum, nothing doubled)
+RECIPES = {'sres50': dict(nesterov=False, double_gradient_keywords=())}
+CROPS = ('torchvision', 'inception')
 
 
 def _result(images_per_sec, **extra):
@@ -83,10 +100,14 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=
     config = TrainConfig(num_steps=args.warmup + args.steps, batch_size=args.batch_size,
                          lr_values=[0.01], display_every=10 ** 9, summary_every=0,
                          checkpoint_every=0, checkpoint_secs=float('inf'),
-                         precision=args.precision, **(config or {}))
+                         precision=args.precision,
+                         **dict(RECIPES.get(args.model, {}), **(config or {})))
     model = get_model(args.model)
     deps = _deps(args, model)
-    data = args.data if args.data != 'memory' else InMemoryBatch()
+    if model.image_size == 32:
+        data = args.data if args.data != 'memory' else InMemoryBatch()
+    else:
+        data = _imagenet_source(args, model)
     with tempfile.TemporaryDirectory() as train_dir:
         method = MethodBundle('bench', builder_factory=builder_factory or ConvNetBuilder,
                               hooks=tuple(hooks),
@@ -96,6 +117,66 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=
                           log=lambda *_: None)
         trainer.run()
     _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
+
+
+class InMemoryImages:
+    """InMemoryBatch at another image size and number of classes (sres50's 1000)."""
+
+    def __init__(self, image_size, num_classes, num_examples=1281167, seed=0):
+        self.image_size, self.num_classes = image_size, num_classes
+        self.num_examples, self.seed = num_examples, seed
+        self.description = 'an in-memory batch of %dx%d images' % (image_size, image_size)
+
+    def batches(self, batch_size, augmentation=True, shuffle=True, seed=None):
+        import numpy as np
+        import tensorflow.compat.v1 as tf
+        rng = np.random.default_rng(self.seed)
+        images = rng.uniform(-1, 1, (batch_size, self.image_size, self.image_size, 3))
+        labels = rng.integers(0, self.num_classes, batch_size).astype(np.int32)
+        images = tf.Variable(images.astype(np.float32), trainable=False, name='in_memory_images',
+                             collections=[tf.GraphKeys.LOCAL_VARIABLES])
+        return images.read_value(), tf.constant(labels)
+
+    def initialize(self, session, step):
+        """Nothing to position: the batch is the same every step."""
+
+
+def _imagenet_source(args, model):
+    """sres50's training source: the in-memory batch, or the training shards of --data (an
+    ImageNet-format directory) through the project's pipeline at --image_size with --crop, with
+    the model's 1000 logits whatever the set's classes (the same network as in memory)."""
+    if args.data == 'memory':
+        return InMemoryImages(args.image_size, model.num_classes)
+    from tf_benchmarks.data import sources
+    from tf_benchmarks.network.input_spec import InputSpec
+    data = sources.ShardedData(sources.ShardedSet.open(args.data), InputSpec(args.image_size),
+                               args.crop)
+    data.logits = model.num_classes
+    return data
+
+
+def run_imagenet_pipeline(args):
+    """The input pipeline alone: batches of training_batches pulled through the iterator as the
+    trainer does (not copied out), at --image_size with --crop, on the training shards of --data."""
+    import tensorflow.compat.v1 as tf
+    from tf_benchmarks.data import imagenet_pipeline, sources
+    from tf_benchmarks.engine import session
+    from tf_benchmarks.network.input_spec import INCEPTION
+    sharded = sources.ShardedSet.open(args.data)
+    with tf.Graph().as_default() as graph:
+        ds = imagenet_pipeline.training_batches(
+            sharded.split('train'), tf.constant(0, tf.int64), args.batch_size, args.image_size,
+            INCEPTION, sharded.num_classes, sharded.label_offset, args.crop)
+        images, labels = tf.data.make_one_shot_iterator(ds).get_next()
+        pulled = tf.group(images, labels)
+        with tf.Session(graph=graph, config=session.session_config()) as sess:
+            for _ in range(args.warmup):
+                sess.run(pulled)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                sess.run(pulled)
+            elapsed = time.perf_counter() - start
+    _result(args.steps * args.batch_size / elapsed)
 
 
 def _bf16_activations_builder():
@@ -284,6 +365,9 @@ def torch_model(name):
     def bn(c):
         return nn.BatchNorm2d(c, eps=1e-3, momentum=0.1)  # TF decay 0.9
 
+    if name == 'sres50':
+        from bench.torch_resnet50 import ResNet50
+        return ResNet50(get_model('sres50').num_classes)
     if name == 'vc':
         from tf_benchmarks.models.vc_model import POOL_AFTER
         layers, cin = [], 3
@@ -330,10 +414,12 @@ def run_torch(args):
     others = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.SGD([{'params': kernels, 'weight_decay': 1e-4},
                                  {'params': others, 'weight_decay': 0.0}],
-                                lr=0.01, momentum=0.9, nesterov=True)
-    x = torch.rand(args.batch_size, 3, 32, 32).mul_(2).sub_(1).to(
+                                lr=0.01, momentum=0.9,
+                                nesterov=RECIPES.get(args.model, {}).get('nesterov', True))
+    size, classes = (args.image_size, 1000) if args.model == 'sres50' else (32, 10)
+    x = torch.rand(args.batch_size, 3, size, size).mul_(2).sub_(1).to(
         memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (args.batch_size,))
+    y = torch.randint(0, classes, (args.batch_size,))
     loss_fn = torch.nn.CrossEntropyLoss()
     autocast = (torch.autocast('cpu', dtype=torch.bfloat16) if args.precision == 'bf16'
                 else contextlib.nullcontext())
@@ -350,7 +436,8 @@ def run_torch(args):
 
 
 WORKERS = {'ours': run_ours, 'keras': run_keras, 'torch': run_torch, 'aofp': run_aofp,
-           'csgd': run_csgd, 'eval': run_eval, 'infer': run_infer, 'mirrored': run_mirrored}
+           'csgd': run_csgd, 'eval': run_eval, 'infer': run_infer, 'mirrored': run_mirrored,
+           'imagenet_pipeline': run_imagenet_pipeline}
 
 
 # -- orchestration --------------------------------------------------------------------------------
@@ -358,17 +445,20 @@ class Job:
     """One kind of measurement: a worker with its arguments, measured once per round."""
 
     def __init__(self, key, worker, model, precision='fp32', data='memory', deps=None,
-                 batch_size=None, extra=(), env=None):
+                 batch_size=None, extra=(), env=None, steps=None, warmup=None):
         self.key, self.worker, self.model, self.extra = key, worker, model, list(extra)
         self.env = env or {}
         self.precision, self.data, self.deps, self.batch_size = precision, data, deps, batch_size
+        self.steps, self.warmup = steps, warmup
         self.results = []
 
     def run(self, args):
         cmd = [sys.executable, os.path.abspath(__file__), '--worker', self.worker,
-               '--models', self.model, '--steps', str(args.steps), '--warmup', str(args.warmup),
+               '--models', self.model, '--steps', str(self.steps or args.steps),
+               '--warmup', str(self.warmup or args.warmup),
                '--batch_size', str(self.batch_size or args.batch_size),
-               '--precision', self.precision, '--data', self.data]
+               '--precision', self.precision, '--data', self.data,
+               '--image_size', str(args.image_size)]
         if self.deps:
             cmd += ['--deps', ','.join(map(str, self.deps))]
         cmd += self.extra
@@ -405,7 +495,48 @@ def _data_dir(args):
     return path
 
 
-def plan(args, frameworks, data):
+def _imagenet_dir(args):
+    """A synthetic ImageNet-format set written by the project's converter (its figures printed)."""
+    if args.imagenet_dir:
+        return args.imagenet_dir
+    path = tempfile.mkdtemp(prefix='bench_imagenet_')
+    cmd = [sys.executable, os.path.join(REPO, 'datasets', 'build_imagenet_data.py'),
+           '--output_directory', path, '--synthetic', '1000', '--image_size', '375',
+           '--synthetic_classes', '10', '--train_shards', '4', '--validation_shards', '1',
+           '--num_workers', '2']
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    if proc.returncode:
+        shutil.rmtree(path, ignore_errors=True)
+        raise RuntimeError('the converter failed:\n%s' % proc.stderr[-3000:])
+    print('synthetic ImageNet-format set (1,000 training JPEGs of ~400x350) in %s: %s'
+          % (path, ' '.join(l for l in proc.stdout.splitlines() if ' in ' in l)), flush=True)
+    return path
+
+
+def _resnet_jobs(args, imagenet):
+    """The jobs of the resnet50 and imagenet_pipeline sections, by key (shared between them)."""
+    common = dict(batch_size=args.resnet_batch_size, steps=args.resnet_steps,
+                  warmup=args.resnet_warmup)
+    jobs = {}
+    for precision in ('fp32', 'bf16'):
+        suffix = '' if precision == 'fp32' else ' bf16'
+        jobs['sres50 ours' + suffix] = Job('sres50 ours' + suffix, 'ours', 'sres50', precision,
+                                           **common)
+        jobs['sres50 torch' + suffix] = Job('sres50 torch' + suffix, 'torch', 'sres50', precision,
+                                            **common)
+        if imagenet:
+            jobs['sres50 ours imagenet' + suffix] = Job(
+                'sres50 ours imagenet' + suffix, 'ours', 'sres50', precision, data=imagenet,
+                extra=['--crop', 'torchvision'], **common)
+    for crop in CROPS if imagenet else ():
+        jobs['pipeline %s crop' % crop] = Job(
+            'pipeline %s crop' % crop, 'imagenet_pipeline', 'sres50', data=imagenet,
+            batch_size=args.resnet_batch_size, steps=30, warmup=5, extra=['--crop', crop])
+    return jobs
+
+
+def plan(args, frameworks, data, imagenet=None):
     """Groups of jobs whose runs alternate; each group is one comparison."""
     models, sections, groups = args.models.split(','), args.sections.split(','), []
     ours = {m: Job('%s ours' % m, 'ours', m) for m in models}
@@ -448,6 +579,15 @@ def plan(args, frameworks, data):
                                extra=['--onednn_bf16_rewrite']),
                            Job('%s bf16 activations' % m, 'ours', m, 'bf16',
                                extra=['--bf16_activations'])])
+    r50 = _resnet_jobs(args, imagenet)
+    if 'resnet50' in sections:
+        for suffix in ('', ' bf16'):
+            groups.append([r50['sres50 ours' + suffix]] + ([r50['sres50 torch' + suffix]]
+                                                           if 'torch' in frameworks else []))
+    if 'imagenet_pipeline' in sections:
+        groups.append([r50['pipeline %s crop' % crop] for crop in CROPS])
+        for suffix in ('', ' bf16'):
+            groups.append([r50['sres50 ours' + suffix], r50['sres50 ours imagenet' + suffix]])
     if 'bn' in sections:
         for m, deps, label in (('dc40', None, 'dc40'), ('vc', PRUNED_VC_ODD, 'pruned vc')):
             for precision in ('fp32', 'bf16') if m in models else ():
@@ -505,6 +645,23 @@ def report(groups):
     if 'vc ours tfrecords' in jobs:
         rows.append(('peak RSS of vc training (tfrecords), MB', '%.0f'
                      % jobs['vc ours tfrecords'].peak_rss_mb, '', '<= 2500'))
+    for suffix in ('', ' bf16'):
+        a, b = 'sres50 ours' + suffix, 'sres50 torch' + suffix
+        ratio(a, b, '>= 1.0x')
+        if a in jobs and b in jobs:
+            rows.append(('peak RSS %s / %s, MB' % (a, b), '%.0f / %.0f' % (
+                jobs[a].peak_rss_mb, jobs[b].peak_rss_mb), '%.2fx' % (
+                jobs[a].peak_rss_mb / jobs[b].peak_rss_mb), '<= 1.2x'))
+    ratio('sres50 ours bf16', 'sres50 ours')
+    ratio('sres50 torch bf16', 'sres50 torch')
+    for suffix in ('', ' bf16'):
+        a, b = 'sres50 ours imagenet' + suffix, 'sres50 ours' + suffix
+        ratio(a, b, '>= 0.95x')
+        if a in jobs:
+            rows.append(('peak RSS of %s, MB' % a, '%.0f' % jobs[a].peak_rss_mb, '', ''))
+    for crop in CROPS:
+        ratio('pipeline %s crop' % crop, 'sres50 ours bf16', '',
+              'pipeline %s crop alone / sres50 ours bf16 training' % crop)
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     for i, row in enumerate(rows):
         print('| ' + ' | '.join(c.ljust(w) for c, w in zip(row, width)) + ' |')
@@ -532,10 +689,19 @@ def main():
                         'the real CIFAR-10 subset converted to a temporary folder)')
     parser.add_argument('--num_devices', type=int, default=2, help='devices of the replicas '
                         'section (logical CPU devices where there is no GPU)')
+    parser.add_argument('--image_size', type=int, default=224, help='input size of the resnet50 '
+                        'and imagenet_pipeline sections, e.g. 64 for a quick run')
+    parser.add_argument('--resnet_batch_size', type=int, default=32)
+    parser.add_argument('--resnet_steps', type=int, default=10, help='timed steps of sres50 runs')
+    parser.add_argument('--resnet_warmup', type=int, default=3)
+    parser.add_argument('--imagenet_dir', help='ImageNet-format shards for the imagenet_pipeline '
+                        'section (default: a synthetic set written by the converter to a '
+                        'temporary folder)')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--worker', choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument('--precision', default='fp32', help=argparse.SUPPRESS)
     parser.add_argument('--data', default='memory', help=argparse.SUPPRESS)
+    parser.add_argument('--crop', default='torchvision', choices=CROPS, help=argparse.SUPPRESS)
     parser.add_argument('--deps', help=argparse.SUPPRESS)
     parser.add_argument('--inter_threads', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--onednn_bf16_rewrite', action='store_true', help=argparse.SUPPRESS)
@@ -554,11 +720,15 @@ def main():
         frameworks.remove('torch')
     sections = args.sections.split(',')
     data = _data_dir(args) if {'pipeline', 'eval'} & set(sections) else 'memory'
+    imagenet = None
     try:
-        _run_rounds(args, plan(args, frameworks, data))
+        imagenet = _imagenet_dir(args) if 'imagenet_pipeline' in sections else None
+        _run_rounds(args, plan(args, frameworks, data, imagenet))
     finally:
         if data != 'memory' and data != args.data_dir:
             shutil.rmtree(data, ignore_errors=True)  # the subset converted for this run
+        if imagenet and imagenet != args.imagenet_dir:
+            shutil.rmtree(imagenet, ignore_errors=True)  # the synthetic set of this run
 
 
 def _run_rounds(args, groups):
@@ -571,8 +741,12 @@ def _run_rounds(args, groups):
                 if job.key not in done:
                     job.run(args)
                     done.add(job.key)
-    print('\n%d rounds in %.0f s; batch %d, %s\n' % (args.rounds, time.time() - start,
-                                                     args.batch_size, _machine()))
+    sections = args.sections.split(',')
+    resnet = ('; sres50 at batch %d, %dx%d' % (args.resnet_batch_size, args.image_size,
+                                               args.image_size)
+              if {'resnet50', 'imagenet_pipeline'} & set(sections) else '')
+    print('\n%d rounds in %.0f s; batch %d%s, %s\n' % (args.rounds, time.time() - start,
+                                                       args.batch_size, resnet, _machine()))
     results = report(groups)
     if args.json:
         with open(args.json, 'w') as f:

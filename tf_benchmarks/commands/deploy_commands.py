@@ -73,4 +73,10 @@ def run_import(path, model_name, usage):
     if FLAGS.out == path:
         raise UserError('import: --out %s is the file being imported; name another file' % path)
     from tf_benchmarks.deploy.torch_import import import_torch_file
-    import_torch_file(path, FLAGS.out, model_name)
+    import_torch_file(path, FLAGS.out, model_name, image_size=_flag('image_size'),
+                      normalization=_flag('normalization'))
+
+
+def _flag(name):
+    """A common flag's value where this driver defines it (the drivers do), else None."""
+    return getattr(FLAGS, name) if name in FLAGS else None

@@ -156,6 +156,7 @@ class ShardedData:
 
 # -- what the engine asks for -----------------------------------------------------------------------
 def _cifar_spec_check(data_dir, spec):
+    records.split_path(data_dir, 'train')  # missing data is said first, with how to make it
     if spec is not None and (spec.image_size != 32 or spec.normalization != INCEPTION):
         raise UserError('%s holds CIFAR-10 (32x32 images, x / 127.5 - 1), but the weights expect '
                         '%s; use ImageNet-format data for them, or weights for 32x32 inputs'

@@ -6,7 +6,9 @@ OIHW to HWIO and `fc.weight` is transposed. The widths (`deps`) and the number o
 from the tensors' shapes, so a torchvision-layout file at reduced widths imports too; a block's last
 1x1 takes its stage's projection width (their outputs are added), so a file whose tied layers
 differ shows those tensors as mis-shaped. Every missing, extra or mis-shaped tensor is named in
-one error before anything is written.
+one error before anything is written. The file records the input torchvision's weights expect:
+224x224 images normalized with ImageNet's mean and std (`--image_size` / `--normalization` to record
+another), so `eval`, training and `export` of it feed the network what torchvision does.
 """
 
 import os
@@ -17,13 +19,15 @@ from tf_benchmarks.core.errors import UserError, cannot_write_message
 from tf_benchmarks.files import hdf5_io, torch_checkpoint
 from tf_benchmarks.models import resnet50_model
 from tf_benchmarks.models.registry import get_model
+from tf_benchmarks.network.input_spec import TORCHVISION, InputSpec, spec_with
 
 MODEL = 'sres50'
 
 
-def import_torch_file(path, out, model_name=None, log=print):
+def import_torch_file(path, out, model_name=None, log=print, image_size=None, normalization=None):
     """Read `path` (a .pth state dict of torchvision's ResNet-50 layout), check every tensor, and
-    write `out`, an ordinary weight file with `deps`; returns (deps, num_classes)."""
+    write `out`, an ordinary weight file with `deps` and its input (torchvision's, unless
+    `image_size` / `normalization` name another); returns (deps, num_classes)."""
     model = get_model(model_name or MODEL)
     if model.name != MODEL:
         raise UserError('import reads torchvision\'s ResNet-50 layout into %s; --model %s is not '
@@ -36,18 +40,19 @@ def import_torch_file(path, out, model_name=None, log=print):
     deps, num_classes = file_widths(shapes, model)
     check_tensors(path, checkpoint.tensors, torch_shapes(model, deps, num_classes))
     weights = to_sres50(checkpoint.read(resnet50_model.torchvision_names()))
-    write_weight_file(out, weights, deps)
-    log('imported %s (%s format, %d tensors) into %s: sres50 at widths %s, %d classes%s'
+    spec = spec_with(InputSpec(model.image_size, *TORCHVISION), image_size,
+                     normalization)
+    write_weight_file(out, weights, deps, spec)
+    log('imported %s (%s format, %d tensors) into %s: sres50 at widths %s, %d classes, input %s'
         % (path, 'legacy' if checkpoint.legacy else 'zip', len(weights), out, list(deps),
-           num_classes, '' if num_classes == model.num_classes else
-           ' (the drivers\' other modes build sres50 with %d)' % model.num_classes))
+           num_classes, spec.describe()))
     return deps, num_classes
 
 
-def write_weight_file(out, weights, deps):
-    """The imported weight file: sres50's variables and `deps` (whole or not at all)."""
+def write_weight_file(out, weights, deps, input_spec=None):
+    """The imported weight file: sres50's variables, `deps` and the input (whole or not at all)."""
     try:
-        hdf5_io.save_hdf5(out, weights, deps)
+        hdf5_io.save_hdf5(out, weights, deps, input_spec=input_spec)
     except OSError as e:
         raise UserError(cannot_write_message(out, e.strerror or e)) from None
 
