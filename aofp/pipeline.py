@@ -141,7 +141,8 @@ def prune_weights(model, tuned_file):
     """Physically remove a tuned file's masked filters -> (weights, deps); exact: the pruned model
     computes what the masked one does."""
     check_masks(model, model.file_deps(tuned_file), tuned_file.masks, 'the tuned weights')
-    return remove_masked(model.trace(tuned_file.deps), tuned_file.weights, tuned_file.masks)
+    return remove_masked(model.trace(tuned_file.deps, model.file_num_classes(tuned_file)),
+                         tuned_file.weights, tuned_file.masks)
 
 
 def train_base(model, settings, data_dir, restart_from=None, log=print):
@@ -152,7 +153,9 @@ def train_base(model, settings, data_dir, restart_from=None, log=print):
         lambda num_examples: base_train_config(settings, num_examples),
         dict(warmup_epochs=settings.warmup_epochs,
              **_train_settings(settings, settings.max_epochs),
-             **recipe.recorded(settings, spec, model)), restart_from, log, spec)
+             **recipe.recorded(settings, spec, model)), restart_from, log, spec,
+        lambda n: recipe.periodic_eval(settings, model, settings.deps, data_dir, n,
+                                       recipe.stored_spec(spec, model), log))
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
@@ -226,7 +229,9 @@ class AofpPruning:
         self.base_deps = self.model.file_deps(base)
         self.spec = recipe.input_spec(self.s, self.model, base.input_spec)
         self.stored_spec = recipe.stored_spec(self.spec, self.model)
-        hdf5_io.check_weights_fit(self.model.trace(self.base_deps).shapes, base.weights,
+        self.num_logits = sources.logits(self.data_dir, self.model)
+        hdf5_io.check_weights_fit(self.model.trace(self.base_deps, self.num_logits).shapes,
+                                  base.weights,
                                   self.base_weights, self.partial_start)
         self.num_examples = n = sources.check_data(self.data_dir, self.spec).num_examples
         check_steps(search_config(self.s, n), n, 'the search', '--search_max_epochs')
@@ -284,13 +289,16 @@ class AofpPruning:
     def finetune(self, k, pruned, fted):
         pruned_file = hdf5_io.read_hdf5(pruned)
         config = finetune_config(self.s, self.num_examples)
+        evals = recipe.periodic_eval(self.s, self.model, pruned_file.deps, self.data_dir,
+                                     self.num_examples, self.stored_spec, self.log)
         result = Trainer(self.model, pruned_file.deps, self.data_dir, config, self.prefix(k) + '_ft',
                          init_weights=pruned_file.weights, log=self.log, init_source=pruned,
-                         logs=self.logs, input_spec=self.stored_spec).run()
+                         logs=self.logs, input_spec=self.stored_spec, hooks=evals).run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
         hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps, input_spec=self.stored_spec)
-        return self._log_eval(k, 'finetuned', fted, hdf5_io.read_hdf5(fted), 8)
+        extra = {'evaluations': evals[0].results()} if evals else {}
+        return self._log_eval(k, 'finetuned', fted, hdf5_io.read_hdf5(fted), 8, **extra)
 
     def _widths(self, weight_file):
         """The widths a file stands for: its deps, with each masked group at its alive count."""

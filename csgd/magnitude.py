@@ -4,6 +4,7 @@ L1 norms of its kernels to the target widths, then finetuned with the C-SGD sche
 from csgd import clustering
 from csgd.clusters_file import save_clusters
 from csgd.pipeline import PruningRun
+from tf_benchmarks.commands import recipe
 from tf_benchmarks.core import workers
 from tf_benchmarks.engine.train_config import kernels_only
 from tf_benchmarks.files import hdf5_io
@@ -64,12 +65,15 @@ class MagnitudePruning(PruningRun):
         clean = self.s.magnitude_variant == 'clean'
         config = self.train_config(weight_decay=self.s.weight_decay, l2_filter=kernels_only,
                                    augmentation=clean, shuffle=clean)
+        evals = recipe.periodic_eval(self.s, self.model, pruned.deps, self.data_dir,
+                                     self.num_examples, self.stored_spec, self.print)
         result = self.trainer(pruned.deps, config, self.train_dir, pruned.weights,
-                              self.pruned_file).run()
+                              self.pruned_file, hooks=evals).run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
         hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps,
                           input_spec=self.stored_spec)
         self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
         result = self.eval_and_log(self.trained_file, 'eval after finetuning')
-        return self.stage_result(0, 'finetuned', self.trained_file, pruned.deps, result)
+        return self.stage_result(0, 'finetuned', self.trained_file, pruned.deps, result,
+                                 **({'evaluations': evals[0].results()} if evals else {}))

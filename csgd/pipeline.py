@@ -68,7 +68,10 @@ def train_base(model, s, data_dir, epochs, restart_from=None, log=print):
     settings.update(recipe.recorded(s, spec, model))
     return base_modes.train_base(model, s.deps, data_dir,
                                  lambda num_examples: base_config(s, epochs, num_examples),
-                                 settings, restart_from, log, spec)
+                                 settings, restart_from, log, spec,
+                                 lambda n: recipe.periodic_eval(s, model, s.deps, data_dir, n,
+                                                                recipe.stored_spec(spec, model),
+                                                                log))
 
 
 def eval_file(model, path, data_dir, batch_size, log=print):
@@ -108,7 +111,8 @@ class PruningRun:
         self.spec = recipe.input_spec(settings, model, self.init.input_spec)
         self.stored_spec = recipe.stored_spec(self.spec, model)
         self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps)
-        self.trace = model.trace(self.origin_deps)
+        self.num_logits = sources.logits(data_dir, model)
+        self.trace = model.trace(self.origin_deps, self.num_logits)
         hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, self.init_hdf5,
                                   partial_start)
         self.roots = model.group_roots()
@@ -235,7 +239,7 @@ class Iteration:
         self.origin = tuple(origin)
         self.target = tuple(target)
         self.f = files
-        self.trace = method.model.trace(origin)
+        self.trace = method.model.trace(origin, method.num_logits)
 
     def start_file(self):
         return self.m.init if self.k == 0 else hdf5_io.read_hdf5(self.start)
@@ -291,8 +295,11 @@ class Iteration:
         handler = CentripetalHandler(self.trace, plans, bn_plans, m.s.weight_decay,
                                      m.s.centri_strength,
                                      m.s.bn_strength_ratio * m.s.centri_strength)
+        self.evals = recipe.periodic_eval(m.s, m.model, self.origin, m.data_dir, m.num_examples,
+                                          m.stored_spec, m.print)
         trainer = m.trainer(self.origin, m.train_config(), self.f['train_dir'],
-                            self.start_file().weights, self.start, method=csgd_method(handler))
+                            self.start_file().weights, self.start, method=csgd_method(handler),
+                            hooks=self.evals)
         return trainer, handler
 
     def train_stage(self):
@@ -316,7 +323,8 @@ class Iteration:
         return m.stage_result(self.k, 'trained', self.f['sted'], self.origin, evaluation,
                               target_widths=list(self.target), max_cluster_difference=deviation,
                               cluster_difference_steps=[h[0] for h in spread.history],
-                              cluster_difference=[h[1] for h in spread.history])
+                              cluster_difference=[h[1] for h in spread.history],
+                              **({'evaluations': self.evals[0].results()} if self.evals else {}))
 
     def trim_stage(self):
         m = self.m

@@ -9,7 +9,6 @@ import os
 import shutil
 
 import h5py
-import numpy as np
 import pytest
 
 from conftest import REPO
@@ -38,12 +37,13 @@ def test_sres50_trains_evaluates_summarizes_exports_and_imports(imagenet_dir, tm
     shutil.copy(FIXTURE, work / 'tv.pth')
     data = ['--data_dir', imagenet_dir]
     cases = [
-        ['train'] + SMOKE + data + ['--image_size', '32', '--max_epochs', '2'],
+        ['train'] + SMOKE + data + ['--image_size', '32', '--max_epochs', '2', '--eval_every', '0.5'],
         ['eval', 'sres50_scratch_savedweights.hdf5'] + SMOKE + data,
         ['summary', 'sres50_scratch_savedweights.hdf5'],
         ['export', 'sres50_scratch_savedweights.hdf5', '--out', 'exported'],
         ['import', 'tv.pth', '--out', 'imported.hdf5'],
         ['eval', 'imported.hdf5'] + SMOKE + data,
+        ['export', 'imported.hdf5', '--out', 'exported_import'],
     ]
     outcomes = run_driver_cases(AOFP, [(work, args) for args in cases])
     for args, outcome in zip(cases, outcomes):
@@ -55,6 +55,8 @@ def test_sres50_trains_evaluates_summarizes_exports_and_imports(imagenet_dir, tm
     assert len(trained.deps) == 53 and trained.deps[:3] == (8, 32, 8)
     with h5py.File(str(work / 'sres50_scratch_savedweights.hdf5'), 'r') as f:
         assert list(f['input_size'][()]) == [32] and list(f['input_mean'][()]) == [127.5] * 3
+    assert [l.split(':')[0] for l in outcomes[0]['stdout'].splitlines() if 'eval top1' in l] == \
+        ['step 1', 'step 2', 'step 3']  # --eval_every 0.5: every round(0.5 * 60 / 32) = 1 step
     evaluation = outcomes[1]['stdout']
     assert '(12 images)' in evaluation and 'resnet_paper:' in evaluation
     records = open(work / 'bc_overall_eval_records.txt').read().splitlines()
@@ -70,6 +72,9 @@ def test_sres50_trains_evaluates_summarizes_exports_and_imports(imagenet_dir, tm
     assert imported.input_spec.normalization_name == 'torchvision'
     assert 'input 224x224, torchvision normalization' in outcomes[4]['stdout']
     assert len(records) == 2 and records[1].startswith('sres50,imported.hdf5,top1=')
+    info = json.load(open(work / 'exported_import' / 'export.json'))
+    assert info['inputs']['images'] == 'uint8 [batch, 224, 224, 3], RGB, NHWC'
+    assert 'mean [123.675, 116.28, 103.53]' in info['preprocessing']
 
 
 def test_the_data_format_is_found_or_refused(imagenet_dir, synthetic_dir, tmp_path):

@@ -12,11 +12,12 @@ from tf_benchmarks.runs.stages import Stage, StageRunner
 
 
 def train_base(model, deps, data_dir, make_config, stage_settings, restart_from=None, log=print,
-               input_spec=None):
+               input_spec=None, make_hooks=None):
     """`train`: `model` at `deps` from scratch -> <model>_scratch_savedweights.hdf5, as one stage
     (`train` in run.json) whose settings are `stage_settings` plus the model, widths and data.
     `make_config(num_examples)` gives the TrainConfig; `input_spec` the input (image size and
-    normalization), recorded in the file where it is not the model's default."""
+    normalization), recorded in the file where it is not the model's default; `make_hooks(
+    num_examples)` extra training hooks (evaluation during training)."""
     model.check_deps(deps)  # bad widths or data stop before run.json
     data = sources.check_data(data_dir, input_spec)  # bad data stops before run.json, too
     config = check_steps(make_config(data.num_examples), data.num_examples, '`train`',
@@ -25,7 +26,8 @@ def train_base(model, deps, data_dir, make_config, stage_settings, restart_from=
     def run():
         train_to_file(model, deps, data, config, model.scratch_train_dir, model.scratch_weights,
                       log=log, input_spec=recipe.stored_spec(input_spec, model)
-                      if input_spec else None)
+                      if input_spec else None,
+                      hooks=make_hooks(data.num_examples) if make_hooks else ())
     stage = Stage('train', dict(model=model.name, deps=deps, **stage_settings,
                                 **sources.data_settings(data_dir)),
                   run, outputs=[model.scratch_weights], work_dirs=[model.scratch_train_dir])

@@ -36,6 +36,9 @@ def define_common_flags(presets, default_model):
     flags.DEFINE_enum('crop', 'torchvision', list(imagenet_pipeline.CROPS), 'ImageNet-format '
                       'training crop: torchvision\'s RandomResizedCrop (the authors\' PyTorch '
                       'code) or tf_cnn_benchmarks\' distorted bounding box (inception).')
+    flags.DEFINE_float('eval_every', None, 'Epochs between evaluations on the test split (the '
+                       'validation shards) during training, to TensorBoard, the log and '
+                       'results.json (default: none).')
     flags.DEFINE_bool('background_class', False, 'ImageNet-format data: keep tf_cnn_benchmarks\' '
                       'background class (1001 logits for ImageNet, record labels as they are).')
     flags.DEFINE_enum('flops_convention', flops.DEFAULT_CONVENTION, list(flops.CONVENTIONS),
@@ -89,6 +92,8 @@ def apply_common_flags(presets):
     if FLAGS.normalization is not None:
         settings.normalization = FLAGS.normalization
     settings.flops_convention = FLAGS.flops_convention
+    if FLAGS.eval_every is not None:
+        settings.eval_every = check_number('--eval_every', FLAGS.eval_every, minimum=0)
     sources.configure(FLAGS.dataset, FLAGS.crop, FLAGS.background_class)
     if FLAGS.deterministic:
         import tensorflow as tf2

@@ -7,6 +7,7 @@ add nothing to run.json, so run directories written before these fields resume u
 import dataclasses
 from typing import Optional
 
+from tf_benchmarks.engine.periodic_eval import PeriodicEvaluation
 from tf_benchmarks.network.input_spec import default_spec, spec_with
 
 
@@ -19,6 +20,7 @@ class RecipeFields:
     double_gradients: bool = True         # the originals' 2x gradients of biases (and BN betas)
     lr_batch: Optional[int] = None        # the LR values are for batches of this size and scale
                                           # linearly with --batch_size (Goyal et al.); None: as given
+    eval_every: float = 0                 # epochs between evaluations during training (0: none)
 
 
 def scaled_lr(s, values):
@@ -44,6 +46,14 @@ def stored_spec(spec, model):
     return None if spec == default_spec(model) else spec
 
 
+def periodic_eval(s, model, deps, data_dir, num_examples, spec=None, log=print):
+    """The hooks of `--eval_every`: [PeriodicEvaluation] every that many epochs, or []."""
+    if not s.eval_every:
+        return []
+    every = max(1, int(round(s.eval_every * num_examples / s.batch_size)))
+    return [PeriodicEvaluation(model, deps, data_dir, every, s.eval_batch_size, spec, log)]
+
+
 def recorded(s, spec=None, model=None):
     """The fields of a stage's settings in run.json that differ from the originals' defaults."""
     out = {}
@@ -53,6 +63,8 @@ def recorded(s, spec=None, model=None):
         out['double_gradients'] = False
     if s.lr_batch:
         out['lr_batch'] = s.lr_batch
+    if s.eval_every:
+        out['eval_every'] = s.eval_every  # its hook's state is in the checkpoints
     if s.flops_convention != 'torchvision':
         out['flops_convention'] = s.flops_convention
     if spec is not None and stored_spec(spec, model) is not None:

@@ -444,11 +444,11 @@ class _signals_between_steps:
 
 
 def train_to_file(model, deps, data, config, train_dir, out_file, logs=None, log=print,
-                  input_spec=None):
+                  input_spec=None, hooks=()):
     """Train `model` at `deps` from scratch into `out_file` (hdf5 with deps and, if given, the
     input spec), resuming from the checkpoints in `train_dir`."""
     trainer = Trainer(model, deps, data, config, train_dir, logs=logs, log=log,
-                      input_spec=input_spec)
+                      input_spec=input_spec, hooks=hooks)
     log('training %s from scratch: deps %s, %d steps of %d on %d images'
         % (model.name, list(trainer.deps), config.num_steps, config.batch_size,
            trainer.num_examples))
