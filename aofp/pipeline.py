@@ -248,8 +248,10 @@ class AofpPruning:
         return deps
 
     def flops_pruned(self, deps):
-        """FLOPs removed relative to the base weights' widths (the original VGG for `paper`)."""
-        return flops.flops_pruned_ratio(self.model, deps, self.base_deps)
+        """FLOPs removed relative to the base weights' widths (the original VGG for `paper`), in
+        the run's FLOPs convention, at its input size."""
+        return flops.flops_pruned_ratio(self.model, deps, self.base_deps, self.s.flops_convention,
+                                        self.spec.image_size)
 
     def search(self, k, target, start_file, tuned):
         self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'

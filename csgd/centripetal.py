@@ -57,7 +57,7 @@ class CentripetalHandler:
     clustered channels. `bn_strength` defaults to `strength` (the TF demo's)."""
 
     def __init__(self, trace, layer_clusters, bn_clusters, weight_decay, strength,
-                 bn_strength=None):
+                 bn_strength=None, clustered_weight_decay=None):
         layer_clusters = trace.expand_to_groups(layer_clusters)  # followers: the pacesetter's
         self.kernels = {trace.convs[l].kernel: merge_matrix(c, trace.convs[l].out_channels)
                         for l, c in layer_clusters.items()}
@@ -68,6 +68,10 @@ class CentripetalHandler:
                 self.vectors[bn.scope + '/gamma'] = gamma
                 self.vectors[bn.scope + '/beta'] = gamma
         self.weight_decay = weight_decay
+        # The decay of kernels with clusters of several filters (the authors' ImageNet code: 0,
+        # the centripetal term alone); singleton-only kernels keep `weight_decay`.
+        self.clustered_weight_decay = (weight_decay if clustered_weight_decay is None
+                                       else clustered_weight_decay)
         self.strength = strength
         self.bn_strength = strength if bn_strength is None else bn_strength
         self.summary = None  # what the handler did, for the log (set when the graph is built)
@@ -80,7 +84,10 @@ class CentripetalHandler:
         for grad, var in grads_and_vars:
             name = variable_name(var)
             if grad is not None and name in self.kernels:
-                grad = _apply(grad, var, self.kernels[name], self.weight_decay, self.strength)
+                gamma = self.kernels[name]
+                decay = (self.weight_decay if np.array_equal(gamma, np.eye(len(gamma)))
+                         else self.clustered_weight_decay)
+                grad = _apply(grad, var, gamma, decay, self.strength)
                 done.add(name)
             elif grad is not None and name in self.vectors:
                 grad = _apply(grad, var, self.vectors[name], 0.0, self.bn_strength)

@@ -27,7 +27,8 @@ from absl import flags  # noqa: E402
 
 from tf_benchmarks.commands import deploy_commands  # noqa: E402
 from tf_benchmarks.commands.driver import Driver  # noqa: E402
-from tf_benchmarks.commands.driver_flags import apply_common_flags, override_from_flags  # noqa: E402
+from tf_benchmarks.commands.driver_flags import (apply_common_flags,  # noqa: E402
+                                                 override_from_flags, parse_ints)
 from csgd import magnitude, pipeline  # noqa: E402
 from csgd.presets import PRESETS  # noqa: E402
 
@@ -41,6 +42,8 @@ def settings_from_flags():
     override_from_flags(settings, ('centri_strength', 'target_deps', 'cluster_method',
                                    'magnitude_variant', 'bn_strength_ratio'),
                         not_negative=('centri_strength', 'bn_strength_ratio'))
+    if FLAGS.target_layers:
+        settings.target_layers = tuple(parse_ints(FLAGS.target_layers, '--target_layers'))
     return settings
 
 
@@ -83,6 +86,9 @@ flags.DEFINE_string('target_deps', None, 'dc40: incremental-layer widths per sta
                     'other models: a fraction of every width (5/8, 0.625) or every width '
                     '(comma-separated). Several targets, comma-separated, are iterations, e.g. '
                     '13/16,11/16,5/8.')
+flags.DEFINE_string('target_layers', None, 'The layers a --target_deps fraction shrinks (widths '
+                    'indices, a channel group named by its first layer; default: every layer, '
+                    'sres50\'s internal layers).')
 flags.DEFINE_enum('cluster_method', None, ['kmeans', 'even', 'biased'], 'How csgd1 clusters.')
 flags.DEFINE_enum('magnitude_variant', None, ['original', 'clean'], 'original: the original\'s '
                   'three quirks; clean: keep the top filters, drop the rest, augmented finetuning.')

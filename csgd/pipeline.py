@@ -110,7 +110,8 @@ class PruningRun:
         self.origin_deps = model.file_deps(self.init)
         self.spec = recipe.input_spec(settings, model, self.init.input_spec)
         self.stored_spec = recipe.stored_spec(self.spec, model)
-        self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps)
+        self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps,
+                                         settings.target_layers)
         self.num_logits = sources.logits(data_dir, model)
         self.trace = model.trace(self.origin_deps, self.num_logits)
         hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, self.init_hdf5,
@@ -126,7 +127,17 @@ class PruningRun:
         return dict(model=self.model.name, init=self.init_hdf5,
                     init_sha256=file_digest(self.init_hdf5), target_deps=self.s.target_deps,
                     **sources.data_settings(self.data_dir),
-                    **recipe.recorded(self.s, self.spec, self.model))
+                    **recipe.recorded(self.s, self.spec, self.model), **self.own_settings())
+
+    def own_settings(self):
+        """C-SGD's settings that differ from the originals' defaults (none for their recipes, so
+        older run.json records match)."""
+        s, out = self.s, {}
+        if s.target_layers is not None:
+            out['target_layers'] = list(s.target_layers)
+        if s.clustered_weight_decay is not None:
+            out['clustered_weight_decay'] = s.clustered_weight_decay
+        return out
 
     def train_settings(self):
         s = self.s
@@ -294,7 +305,8 @@ class Iteration:
         m = self.m
         handler = CentripetalHandler(self.trace, plans, bn_plans, m.s.weight_decay,
                                      m.s.centri_strength,
-                                     m.s.bn_strength_ratio * m.s.centri_strength)
+                                     m.s.bn_strength_ratio * m.s.centri_strength,
+                                     m.s.clustered_weight_decay)
         self.evals = recipe.periodic_eval(m.s, m.model, self.origin, m.data_dir, m.num_examples,
                                           m.stored_spec, m.print)
         trainer = m.trainer(self.origin, m.train_config(), self.f['train_dir'],

@@ -1,10 +1,13 @@
 """C-SGD's `--target_deps` in each model's own format -> the widths after every iteration.
 
 `dc40`: `a-b-c`, the incremental layers' widths per stage (conv0 and the transitions keep theirs).
-Other models: a fraction of the original widths applied to every layer (`5/8` or `0.625`, as
-`d * 5 // 8`, the authors' rounding), or an explicit comma-separated vector of all widths.
-Several `a-b-c` or fraction targets, comma-separated, are an iterative schedule
-(`13/16,11/16,5/8`): each iteration starts from the previous one's trimmed model.
+Other models: a fraction of the original widths applied to the target layers (`5/8` or `0.625`,
+rounded down as `d * 5 // 8`, the authors' CIFAR rounding; `up:0.6` rounds up, as the authors'
+ImageNet code does), or an explicit comma-separated vector of all widths. The target layers are
+every layer by default (`sres50`: its 32 internal layers), or `--target_layers`; a channel group
+follows its first layer. Several `a-b-c` or fraction targets, comma-separated, are an iterative
+schedule (`13/16,11/16,5/8`): each iteration starts from the previous one's trimmed model, and
+every fraction is of the original widths.
 """
 
 import fractions
@@ -30,6 +33,11 @@ def with_stage_widths(deps, spec):
 
 
 def _fraction(text):
+    """(Fraction, rounds up) of `0.7`, `5/8`, `down:0.7` or `up:0.6`."""
+    text, up = text.strip(), False
+    for prefix, value in (('up:', True), ('down:', False)):
+        if text.startswith(prefix):
+            text, up = text[len(prefix):], value
     try:
         f = fractions.Fraction(text.strip())
     except (ValueError, ZeroDivisionError):
@@ -37,11 +45,39 @@ def _fraction(text):
                         'them, or every width, comma-separated; got %r' % (text,))
     if not 0 < f <= 1:
         raise UserError('--target_deps fractions are in (0, 1], got %s' % text)
-    return f
+    return f, up
 
 
-def parse_target_deps(model, origin, spec):
-    """[target widths of iteration 0, 1, ...] for `model` starting at widths `origin`."""
+def _scaled(width, fraction, up):
+    scaled = width * fraction.numerator
+    whole = scaled // fraction.denominator
+    return max(1, whole + (1 if up and scaled % fraction.denominator else 0))
+
+
+def target_layers(model, layers=None):
+    """The layers a fraction shrinks: `layers` (each the first layer of its channel group; the
+    group follows it), else the model's default (every layer; sres50: its internal layers)."""
+    n = len(model.default_deps)
+    layers = model.default_target_layers if layers is None else layers
+    if layers is None:
+        return list(range(n))
+    roots = {member: g.root for g in model.groups for member in g.members}
+    chosen = set()
+    for layer in sorted(set(int(l) for l in layers)):
+        if not 0 <= layer < n:
+            raise UserError('--target_layers: %s has conv layers 0..%d, got %d'
+                            % (model.name, n - 1, layer))
+        if roots[layer] != layer:
+            raise UserError('--target_layers: layer %d is tied to layer %d (their outputs are '
+                            'added); name the group by its first layer, %d'
+                            % (layer, roots[layer], roots[layer]))
+        chosen.update(g.members for g in model.groups if g.root == layer)
+    return sorted(m for members in chosen for m in members)
+
+
+def parse_target_deps(model, origin, spec, layers=None):
+    """[target widths of iteration 0, 1, ...] for `model` starting at widths `origin`; fractions
+    shrink the target layers (see target_layers) of the original widths."""
     items = [x.strip() for x in str(spec).split(',')]
     if not any(items):
         raise UserError('--target_deps is empty')
@@ -54,10 +90,11 @@ def parse_target_deps(model, origin, spec):
     elif len(items) == len(origin) and all(x.strip().isdigit() for x in items):
         targets = [tuple(int(x) for x in items)]
     else:
-        targets = []
+        targets, shrunk = [], set(target_layers(model, layers))
         for item in items:
-            f = _fraction(item)
-            targets.append(tuple(max(1, d * f.numerator // f.denominator) for d in origin))
+            f, up = _fraction(item)
+            targets.append(tuple(_scaled(d, f, up) if i in shrunk else d
+                                 for i, d in enumerate(origin)))
     previous = tuple(origin)
     for target in targets:
         model.check_deps(target)

@@ -41,10 +41,11 @@ def define_common_flags(presets, default_model):
                        'results.json (default: none).')
     flags.DEFINE_bool('background_class', False, 'ImageNet-format data: keep tf_cnn_benchmarks\' '
                       'background class (1001 logits for ImageNet, record labels as they are).')
-    flags.DEFINE_enum('flops_convention', flops.DEFAULT_CONVENTION, list(flops.CONVENTIONS),
+    flags.DEFINE_enum('flops_convention', None, list(flops.CONVENTIONS),
                       'How FLOPs are counted for targets and reports (see network/flops.py): '
                       'torchvision (the network as built) or resnet_paper (sres50 with the '
-                      'stride on the first 1x1, as the ResNet paper\'s Table 1).')
+                      'stride on the first 1x1, as the ResNet paper\'s Table 1); default: the '
+                      'preset\'s (torchvision, except the AOFP-C1/C2 rows).')
     flags.DEFINE_enum('preset', 'paper', sorted(presets), 'paper: the original hyperparameters; '
                       'smoke: a run of minutes on 2 CPU cores and the synthetic data set.')
     flags.DEFINE_float('max_epochs', None, 'Epochs of training (default: the preset\'s); LR '
@@ -77,6 +78,10 @@ def define_common_flags(presets, default_model):
 
 def apply_common_flags(presets):
     """A copy of the preset's settings for --model, with the common flags applied."""
+    if FLAGS.model not in presets[FLAGS.preset]:
+        raise UserError('--preset %s is a recipe of %s only; pass --model %s, or --preset paper '
+                        'or smoke for %s' % (FLAGS.preset, ', '.join(sorted(presets[FLAGS.preset])),
+                                             sorted(presets[FLAGS.preset])[0], FLAGS.model))
     settings = dataclasses.replace(presets[FLAGS.preset][FLAGS.model])
     if FLAGS.max_epochs is not None:
         settings.max_epochs = check_number('--max_epochs', FLAGS.max_epochs, positive=True)
@@ -91,7 +96,8 @@ def apply_common_flags(presets):
                                            maximum=MAX_SIZE)
     if FLAGS.normalization is not None:
         settings.normalization = FLAGS.normalization
-    settings.flops_convention = FLAGS.flops_convention
+    if FLAGS.flops_convention is not None:
+        settings.flops_convention = FLAGS.flops_convention
     if FLAGS.eval_every is not None:
         settings.eval_every = check_number('--eval_every', FLAGS.eval_every, minimum=0)
     sources.configure(FLAGS.dataset, FLAGS.crop, FLAGS.background_class)

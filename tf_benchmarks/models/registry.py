@@ -1,7 +1,7 @@
 """Model registry: every model is a function of its widths (`deps`, one integer per conv layer)."""
 
 import dataclasses
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.models import densenet_model, resnet50_model, resnet_model, vc_model
@@ -22,6 +22,8 @@ class ModelSpec:
     # Conv layers whose multiply-accumulates the ResNet paper's count divides by 4 (it puts a
     # stage's stride on the first 1x1 of the stage's first block, not on the 3x3): sres50's.
     v1_strided_layers: Tuple[int, ...] = ()
+    # The layers pruned by default where a method prunes by fractions (None: every layer).
+    default_target_layers: Optional[Tuple[int, ...]] = None
 
     def check_deps(self, deps):
         """Return deps as a tuple of ints, or raise a UserError saying what is wrong."""
@@ -109,7 +111,8 @@ MODELS = {
     'sres50': ModelSpec('sres50', resnet50_model.origin_deps(), 1000, 1000,
                         resnet50_model.add_inference, 'stagewise ResNet-50 for ImageNet (the '
                         'authors\' later code, torchvision\'s layout)', image_size=224,
-                        v1_strided_layers=tuple(resnet50_model.strided_first_convs())),
+                        v1_strided_layers=tuple(resnet50_model.strided_first_convs()),
+                        default_target_layers=tuple(resnet50_model.internal_layers())),
 }
 
 
