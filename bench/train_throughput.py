@@ -510,7 +510,8 @@ def _imagenet_dir(args):
         shutil.rmtree(path, ignore_errors=True)
         raise RuntimeError('the converter failed:\n%s' % proc.stderr[-3000:])
     print('synthetic ImageNet-format set (1,000 training JPEGs of ~400x350) in %s: %s'
-          % (path, ' '.join(l for l in proc.stdout.splitlines() if ' in ' in l)), flush=True)
+          % (path, ' '.join(l for l in proc.stdout.splitlines() if ' images in ' in l and
+                    l.endswith(' s')).lstrip('> ')), flush=True)
     return path
 
 
