@@ -7,6 +7,17 @@ import sys
 import numpy as np
 
 
+def file_tree(path):
+    """{relative path: sha256} of every file under `path` (what a refused command must leave)."""
+    import hashlib
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            out[os.path.relpath(full, path)] = hashlib.sha256(open(full, 'rb').read()).hexdigest()
+    return out
+
+
 def random_weights(trace, seed):
     """Weights for every variable of a trace, with BN statistics and scales in a sane range."""
     rng = np.random.default_rng(seed)

@@ -2,7 +2,6 @@
 and every earlier file unchanged: data, weights and clusters files, flags, settings that differ
 from the recorded run, a read-only or full output directory, and a NaN loss."""
 
-import hashlib
 import os
 import resource
 import shutil
@@ -12,7 +11,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from helpers import error_lines, random_weights, run_driver_cases
+from helpers import error_lines, file_tree, random_weights, run_driver_cases
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.models.registry import get_model
 
@@ -24,14 +23,7 @@ VC_FLAGS = ['--preset', 'smoke', '--deps', ','.join(map(str, VC_TINY))]
 DC_FLAGS = ['--preset', 'smoke', '--deps', ','.join(map(str, DC_TINY))]
 
 
-def _tree(path):
-    """{relative path: sha256} of every file under `path`."""
-    out = {}
-    for root, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            out[os.path.relpath(full, path)] = hashlib.sha256(open(full, 'rb').read()).hexdigest()
-    return out
+_tree = file_tree
 
 
 @pytest.fixture(scope='module')

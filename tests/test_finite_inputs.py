@@ -3,7 +3,6 @@
 files and masks with NaN, Inf or no filter left, TF_CONFIG addresses; and training that turns
 non-finite behind a max-pool (the loss still finite) stops at that step with one error."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from helpers import error_lines, random_weights, run_driver_cases
+from helpers import error_lines, file_tree, random_weights, run_driver_cases
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.engine.replicas import cluster_from_tf_config
 from tf_benchmarks.files import hdf5_io
@@ -29,14 +28,7 @@ CONV12 = 'v0/cg/conv12/conv2d/kernel'  # the last conv: BN, ReLU, then a max-poo
 CONV1 = 'v0/cg/conv1/conv2d/kernel'    # before the first max-pool
 
 
-def _tree(path):
-    """{relative path: sha256} of every file under `path`."""
-    out = {}
-    for root, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            out[os.path.relpath(full, path)] = hashlib.sha256(open(full, 'rb').read()).hexdigest()
-    return out
+_tree = file_tree
 
 
 def _save(path, weights, masks=None, **changes):
