@@ -1,6 +1,6 @@
 """Where an sres50 training step's time goes, ours against PyTorch's ResNet-50, at batch 32 and
---image_size (224) on the in-memory batch of bench/train_throughput.py: ours as bench/profile_step.py
-does (one traced step, summed by op type, ops run one at a time: one inter-op thread), PyTorch's
+--image_size (224) on the in-memory batch of bench/train_throughput.py: ours as
+bench/profile_step.py does (one traced step, summed by op type, ops run one at a time: one inter-op thread), PyTorch's
 through torch.profiler (self CPU time by aten op, channels-last, autocast for bf16). Each side runs
 in its own process.
 
