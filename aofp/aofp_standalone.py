@@ -9,6 +9,7 @@ src110):
                                                        # -> oracle_<model>.json, oracle_*_layer<i>.png
     python aofp/aofp_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
     python aofp/aofp_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
+    python aofp/aofp_standalone.py verify A.hdf5 B.hdf5  # B's logits against A's (tuned: masked)
     python aofp/aofp_standalone.py report              # PNG plots from results.json
     python aofp/aofp_standalone.py import FILE.pth --out FILE.hdf5   # torchvision's ResNet-50 -> sres50
 
@@ -80,12 +81,14 @@ def prune(model, settings, _file, _mode):
         raise UserError('base weights %s do not exist; run `aofp_standalone.py train --model %s` '
                         'first or pass --base_weights' % (base, model.name))
     pipeline.AofpPruning(model, settings, FLAGS.data_dir, base, FLAGS.restart_from,
-                         FLAGS.allow_partial_start).run()
+                         FLAGS.allow_partial_start,
+                         verify=deploy_commands.cut_check_from_flags()).run()
 
 
 DRIVER = Driver('aofp_standalone.py', PRESETS, 'vc', settings_from_flags,
                 {'train': train, 'eval': evaluate, 'prune': prune, 'oracle': oracle},
-                file_modes=('eval', 'oracle'), usage=USAGE)
+                file_modes=('eval', 'oracle'), usage=USAGE,
+                masked_version=pipeline.masked_version)
 DRIVER.define_flags()
 flags.DEFINE_integer('batches_per_half', None, 'Training steps per binary-search half.')
 flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer for a prune.')

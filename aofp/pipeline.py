@@ -17,6 +17,7 @@ from tf_benchmarks.data import sources
 from tf_benchmarks.runs import results
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.cut_check import CutCheck, CutVerifier, Version
 from tf_benchmarks.engine.evaluation import evaluate_file
 from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
 from tf_benchmarks.runs.stages import Stage, StageRunner
@@ -114,6 +115,16 @@ def evaluate_weights(model, weight_file, data_dir, batch_size, source):
                          builder_factory=masked_builder_factory(sorted(masks)))
 
 
+def masked_version(model, weight_file):
+    """A WeightFile as the model it computes (cut_check.Version): masked where it has masks."""
+    masks = weight_file.masks
+    if not masks:
+        return Version(model.file_deps(weight_file), weight_file.weights)
+    return Version(model.file_deps(weight_file), weight_file.weights,
+                   masked_builder_factory(sorted(masks)),
+                   lambda b: {b.base_masks[i]: masks[i] for i in masks})
+
+
 def _train_settings(s, epochs):
     return {'epochs': epochs, 'batch_size': s.batch_size, 'lr_values': s.lr_values,
             'lr_epoch_fractions': s.lr_epoch_fractions, 'weight_decay': s.weight_decay,
@@ -176,8 +187,9 @@ class AofpPruning:
     `itr<k>.prune`, `itr<k>.finetune`), each ending with its evaluation line in the overall log."""
 
     def __init__(self, model, settings, data_dir, base_weights=None, restart_from=None,
-                 partial_start=False, log=print):
+                 partial_start=False, log=print, verify=None):
         self.model = model
+        self.verify = verify or CutCheck()
         self.s = settings
         self.data_dir = data_dir
         self.base_weights = base_weights or model.scratch_weights
@@ -230,6 +242,8 @@ class AofpPruning:
         self.spec = recipe.input_spec(self.s, self.model, base.input_spec)
         self.stored_spec = recipe.stored_spec(self.spec, self.model)
         self.num_logits = sources.logits(self.data_dir, self.model)
+        self.verifier = CutVerifier(self.verify, self.model, self.data_dir, self.stored_spec,
+                                    self.num_logits)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps, self.num_logits).shapes,
                                   base.weights,
                                   self.base_weights, self.partial_start)
@@ -284,9 +298,28 @@ class AofpPruning:
                               reached_target=search.terminated)
 
     def prune(self, k, tuned, pruned):
-        weights, deps = prune_weights(self.model, hdf5_io.read_hdf5(tuned))
+        tuned_file = hdf5_io.read_hdf5(tuned)
+        weights, deps = prune_weights(self.model, tuned_file)
+        comparison = self.verify_pruning(k, tuned_file, weights, deps)
         hdf5_io.save_hdf5(pruned, weights, deps, input_spec=self.stored_spec)
-        return self._log_eval(k, 'pruned', pruned, hdf5_io.read_hdf5(pruned), 8)
+        log_important(self.verifier.line(comparison, 'pruned', 'tuned (masked)'),
+                      self.prefix(k) + '_bdslog.txt')
+        return self._log_eval(k, 'pruned', pruned, hdf5_io.read_hdf5(pruned), 8,
+                              verify=self.verifier.entry(comparison, enforced=True))
+
+    def verify_pruning(self, k, tuned_file, weights, deps):
+        """The pruned weights (in memory) against the masked tuned model on the fixed batch;
+        physical pruning is exact, so a difference above the tolerance is an error."""
+        comparison = self.verifier.compare(masked_version(self.model, tuned_file),
+                                           Version(deps, weights), 'the tuned and pruned models')
+        if self.verifier.exceeded(comparison):
+            raise UserError(
+                'itr%d.prune: the pruned model does not compute what the tuned (masked) one does: '
+                '%s; %s was not written. Physical pruning must be exact, so the tuned file is '
+                'damaged or this is a bug; to keep the pruned model anyway, run again with a '
+                'larger --verify_tolerance' % (k, self.verifier.figures(comparison),
+                                               self.prefix(k) + '_prunedweights.hdf5'))
+        return comparison
 
     def finetune(self, k, pruned, fted):
         pruned_file = hdf5_io.read_hdf5(pruned)

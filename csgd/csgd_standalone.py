@@ -7,6 +7,7 @@ src110), plus `train`, since the original's pretrained std_dc40_9382.hdf5 is not
     python csgd/csgd_standalone.py eval FILE.hdf5      # -> origin_dc40_eval_record.txt
     python csgd/csgd_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
     python csgd/csgd_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
+    python csgd/csgd_standalone.py verify A.hdf5 B.hdf5  # B's logits against A's
     python csgd/csgd_standalone.py report              # PNG plots from results.json
     python csgd/csgd_standalone.py import FILE.pth --out FILE.hdf5   # torchvision's ResNet-50 -> sres50
 
@@ -59,13 +60,15 @@ def evaluate(model, settings, path, _mode):
 def run_magnitude(model, settings, _file, mode):
     magnitude.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
                                restart_from=FLAGS.restart_from,
-                               partial_start=FLAGS.allow_partial_start).run()
+                               partial_start=FLAGS.allow_partial_start,
+                               verify=deploy_commands.cut_check_from_flags()).run()
 
 
 def run_csgd(model, settings, _file, mode):
     pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
                             clusters_file=FLAGS.clusters_file, restart_from=FLAGS.restart_from,
-                            partial_start=FLAGS.allow_partial_start).run()
+                            partial_start=FLAGS.allow_partial_start,
+                            verify=deploy_commands.cut_check_from_flags()).run()
 
 
 def family(mode):

@@ -6,6 +6,7 @@ from csgd.clusters_file import save_clusters
 from csgd.pipeline import PruningRun
 from tf_benchmarks.commands import recipe
 from tf_benchmarks.core import workers
+from tf_benchmarks.engine.cut_check import Version
 from tf_benchmarks.engine.train_config import kernels_only
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.pruning.criteria import group_l1
@@ -51,14 +52,19 @@ class MagnitudePruning(PruningRun):
         plans = self.plans()
         save_clusters(self.eqcls_file, plans)
         weights, deps = apply_surgery(self.trace, self.init.weights, plans)
+        comparison = self.compare_cut(Version(self.origin_deps, self.init.weights),
+                                      Version(deps, weights), ('unpruned', 'pruned'))
         hdf5_io.save_hdf5(self.pruned_file, weights, deps, input_spec=self.stored_spec)
         self.log('%s (%s variant): pruned %s to %s, saved to %s'
                  % (self.prefix, self.s.magnitude_variant, self.init_hdf5, list(deps),
                     self.pruned_file))
+        self.log_verify(comparison, ('pruned', 'unpruned'),
+                        'magnitude pruning changes the model: reported only')
         result = self.eval_and_log(self.pruned_file,
                                    'eval after magnitude pruning, before finetuning')
         return self.stage_result(0, 'pruned', self.pruned_file, deps, result,
-                                 variant=self.s.magnitude_variant)
+                                 variant=self.s.magnitude_variant,
+                                 verify=self.verifier.entry(comparison, enforced=False))
 
     def finetune(self):
         pruned = hdf5_io.read_hdf5(self.pruned_file)

@@ -15,6 +15,7 @@ from tf_benchmarks.data import sources
 from tf_benchmarks.runs import results
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.cut_check import CutCheck, CutVerifier, Version
 from tf_benchmarks.engine.evaluation import evaluate_file
 from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
 from tf_benchmarks.runs.stages import Stage, StageRunner
@@ -26,6 +27,10 @@ from tf_benchmarks.engine.method import MethodBundle
 from tf_benchmarks.engine.trainer import Trainer
 
 BIAS_ONLY = ('bias',)  # the C-SGD code doubles only `bias` gradients (fc10/bias)
+# Clusters count as collapsed, and their trim as one that must be exact, when no kernel or BN entry
+# of a member is further than this from its survivor's (float32 rounding of weights of order 0.01
+# to 1; a difference of 1e-3 still moves the logits by about a percent).
+COLLAPSED = 1e-5
 
 
 def steps_per_epoch(num_examples, batch_size):
@@ -91,8 +96,9 @@ class PruningRun:
     METHOD = None  # 'magnitude' or 'csgd' in results.json
 
     def __init__(self, model, settings, data_dir, init_hdf5, mode, restart_from=None,
-                 partial_start=False, log=print):
+                 partial_start=False, log=print, verify=None):
         self.model = model
+        self.verify = verify or CutCheck()
         self.s = settings
         self.data_dir = data_dir
         self.mode = mode
@@ -113,6 +119,8 @@ class PruningRun:
         self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps,
                                          settings.target_layers)
         self.num_logits = sources.logits(data_dir, model)
+        self.verifier = CutVerifier(self.verify, model, data_dir, self.stored_spec,
+                                    self.num_logits)
         self.trace = model.trace(self.origin_deps, self.num_logits)
         hdf5_io.check_weights_fit(self.trace.shapes, self.init.weights, self.init_hdf5,
                                   partial_start)
@@ -154,6 +162,13 @@ class PruningRun:
                                path)
         self.log(record_line(path, result, comment))
         return result
+
+    def compare_cut(self, reference, cut, names):
+        """The cut weights (in memory) against the weights they came from on the fixed batch."""
+        return self.verifier.compare(reference, cut, 'the %s and %s models' % names)
+
+    def log_verify(self, comparison, names, note):
+        self.log('%s (%s)' % (self.verifier.line(comparison, *names), note))
 
     def stage_result(self, k, phase, path, widths, result, **extra):
         """A stage's entry for results.json (widths, FLOPs and parameters against the init file's)."""
@@ -341,9 +356,33 @@ class Iteration:
     def trim_stage(self):
         m = self.m
         sted = hdf5_io.read_hdf5(self.f['sted'])
-        weights, deps = apply_surgery(self.trace, sted.weights, self.load_plans())
+        plans = self.load_plans()
+        weights, deps = apply_surgery(self.trace, sted.weights, plans)
+        deviation = cluster_deviation(sted.weights, self.trace, plans,
+                                      clustering.bn_channel_clusters(self.trace, plans))
+        collapsed = deviation <= COLLAPSED
+        comparison = m.compare_cut(Version(self.origin, sted.weights), Version(deps, weights),
+                                   ('untrimmed', 'trimmed'))
+        if collapsed and m.verifier.exceeded(comparison):
+            raise UserError(self.trim_error(comparison, deviation))
         hdf5_io.save_hdf5(self.f['pruned'], weights, deps, input_spec=self.m.stored_spec)
         m.log('finished trimming at itr %d, save to %s' % (self.k, self.f['pruned']))
+        m.log_verify(comparison, ('trimmed', 'untrimmed'), (
+            'clusters collapsed, max difference %.3g <= %g: enforced' if collapsed else
+            'clusters not collapsed, max difference %.3g > %g: reported only')
+            % (deviation, COLLAPSED))
         result = m.eval_and_log(self.f['pruned'], 'eval after trimming at itr %d, cur remain deps '
                                 '%s' % (self.k, list(self.target)))
-        return m.stage_result(self.k, 'trimmed', self.f['pruned'], deps, result)
+        return m.stage_result(self.k, 'trimmed', self.f['pruned'], deps, result,
+                              verify=m.verifier.entry(comparison, enforced=collapsed))
+
+    def trim_error(self, comparison, deviation):
+        m, name = self.m, '%s.itr%d' % (self.m.mode, self.k)
+        return ('%s.trim: the trimmed model does not compute what the untrimmed one does although '
+                'its clusters have collapsed (max difference within clusters %.3g <= %g): %s; %s '
+                'was not written. Trimming collapsed clusters is exact, so %s or %s is damaged, or '
+                'the clusters are only nearly collapsed: train longer (--max_epochs) or with a '
+                'larger --centri_strength (--restart_from %s.train), or keep the trimmed model '
+                'anyway with a larger --verify_tolerance'
+                % (name, deviation, COLLAPSED, m.verifier.figures(comparison), self.f['pruned'],
+                   self.f['sted'], self.f['eqcls'], name))

@@ -1,8 +1,8 @@
 """The shared driver of both methods' command lines: a method describes itself as a `Driver` (its
 script name, presets, settings from flags and a table of modes); `main` checks the command line,
-dispatches `export`, `summary`, `report` and `import` to deploy_commands, and runs the method's
+dispatches `export`, `summary`, `verify`, `report` and `import` to deploy_commands, and runs the method's
 mode with the preset's settings and the model. Every mode that writes the working directory (all
-but `export`, `summary` and `import`) runs holding its lock (runs/lock.py; the chief's alone under
+but `export`, `summary`, `verify` and `import`) runs holding its lock (runs/lock.py; the chief's alone under
 several workers). This module imports no method: the drivers pass themselves in."""
 
 import contextlib
@@ -21,7 +21,7 @@ from tf_benchmarks.runs.lock import RunLock
 from tf_benchmarks.runs.record_check import safe_name
 
 FLAGS = flags.FLAGS
-UNLOCKED_MODES = ('export', 'summary', 'import')  # they write elsewhere (--out) or nothing
+UNLOCKED_MODES = ('export', 'summary', 'verify', 'import')  # they write elsewhere (--out) or nothing
 
 
 def working_directory_lock():
@@ -41,7 +41,8 @@ def check_mode_name(mode):
 class Driver:
     """`modes` maps a mode to `run(model, settings, file, mode)` (`file` is the FILE argument of the
     `file_modes`, else None); `family(mode)` names the table entry of a mode the table does not
-    list by name (C-SGD: any name containing `csgd` or `magnitude`, as the original), or None."""
+    list by name (C-SGD: any name containing `csgd` or `magnitude`, as the original), or None;
+    `masked_version(model, weight_file)` runs a masked (AOFP tuned) file in `verify`, or None."""
     script: str
     presets: Dict
     default_model: str
@@ -50,6 +51,7 @@ class Driver:
     file_modes: Tuple[str, ...]
     usage: str
     family: Callable[[str], Optional[str]] = lambda mode: None
+    masked_version: Optional[Callable] = None
 
     def define_flags(self):
         """The flags every driver has (data, preset, model, run and scale-out flags, deploy)."""
@@ -64,10 +66,10 @@ class Driver:
     def main(self, argv):
         mode = argv[1] if len(argv) > 1 else None
         if mode in UNLOCKED_MODES:
-            return deploy_commands.run_mode(argv, self.script)
+            return deploy_commands.run_mode(argv, self.script, self.masked_version)
         if mode in deploy_commands.MODES:
             with working_directory_lock():
-                return deploy_commands.run_mode(argv, self.script)
+                return deploy_commands.run_mode(argv, self.script, self.masked_version)
         entry = self.entry(mode)
         if entry is None:
             raise UserError('unknown mode %s; %s'

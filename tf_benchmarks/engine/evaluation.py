@@ -5,6 +5,7 @@ the validation shards of an ImageNet-format set), with BN in inference mode; a n
 import dataclasses
 import math
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf_benchmarks.core.errors import UserError, corrupt_record_error
@@ -122,19 +123,23 @@ def evaluate_file(model, weight_file, data_dir, batch_size=500, source='weights'
 
 
 def predict_logits(model, deps, weights, images, builder_factory=ConvNetBuilder, feed_dict=None,
-                   feed_fn=None):
-    """Inference-mode logits of `images` (float [N,32,32,3] in [-1, 1]) for exactness checks;
-    `feed_fn(builder) -> feed_dict` feeds extra placeholders (AOFP's masks)."""
+                   feed_fn=None, num_logits=None, chunk=100):
+    """Inference-mode logits of `images` (float [N,H,W,3], preprocessed) for exactness checks, run
+    `chunk` images at a time; `feed_fn(builder) -> feed_dict` feeds extra placeholders (AOFP's
+    masks); `num_logits`: the classifier's width (default: the model's)."""
     deps = model.check_deps(deps)
     with tf.Graph().as_default() as graph:
         tf.set_random_seed(0)
         inputs = tf.placeholder(tf.float32, [None] + list(images.shape[1:]))
         builder = builder_factory(inputs, phase_train=False)
-        logits = model.build(builder, deps).tensor
+        logits = model.build(builder, deps, num_logits).tensor
         variables = key_variables(builder.trace)
         with tf.Session(graph=graph, config=tf_session.session_config()) as sess:
             load_weights(sess, variables, weights, 'weights')
-            feed = {inputs: images}
-            feed.update(feed_dict or {})
+            feed = dict(feed_dict or {})
             feed.update(feed_fn(builder) if feed_fn else {})
-            return sess.run(logits, feed)
+            out = []
+            for start in range(0, len(images), chunk):
+                feed[inputs] = images[start:start + chunk]
+                out.append(sess.run(logits, feed))
+            return np.concatenate(out)
