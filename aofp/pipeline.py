@@ -351,6 +351,11 @@ class AofpPruning:
         log_important(record_line(self.model.name, path, result, note, loss_decimals),
                       OVERALL_LOG)
         return results.stage_result(
-            'prune', 'aofp', self.model, results.base_entry(self.model, self.base_weights,
-                                                            self.base_deps), k, phase,
-            results.evaluation(self.model, path, widths, self.base_deps, result), **extra)
+            'prune', 'aofp', self.model,
+            results.base_entry(self.model, self.base_weights, self.base_deps, self.image_size()),
+            k, phase, results.evaluation(self.model, path, widths, self.base_deps, result,
+                                         self.image_size()), **extra)
+
+    def image_size(self):
+        """The run's input size where it is not the model's (for FLOPs), else None."""
+        return self.stored_spec.image_size if self.stored_spec else None

@@ -174,12 +174,17 @@ class PruningRun:
         """A stage's entry for results.json (widths, FLOPs and parameters against the init file's)."""
         return results.stage_result(
             self.mode, self.METHOD, self.model,
-            results.base_entry(self.model, self.init_hdf5, self.origin_deps), k, phase,
-            results.evaluation(self.model, path, widths, self.origin_deps, result), **extra)
+            results.base_entry(self.model, self.init_hdf5, self.origin_deps, self.image_size()),
+            k, phase, results.evaluation(self.model, path, widths, self.origin_deps, result,
+                                         self.image_size()), **extra)
+
+    def image_size(self):
+        """The run's input size where it is not the model's (for FLOPs), else None."""
+        return self.stored_spec.image_size if self.stored_spec else None
 
     def log_structure(self, origin, target):
-        before = flops.count_flops(self.model, origin)
-        after = flops.count_flops(self.model, target)
+        before = flops.count_flops(self.model, origin, image_size=self.image_size())
+        after = flops.count_flops(self.model, target, image_size=self.image_size())
         self.log('target structure %s: FLOPs %d -> %d (%.2f%% removed), params %d -> %d, deps %s'
                  % (self.s.target_deps, before, after, 100 * (1 - after / before),
                     flops.count_params(self.model, origin), flops.count_params(self.model, target),

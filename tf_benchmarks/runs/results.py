@@ -20,22 +20,27 @@ def _removed(value, base):
     return 1.0 - value / float(base) if base else None
 
 
-def structure(model, widths, base_widths):
-    """Widths, FLOPs and parameters of `widths`, with the share removed against `base_widths`."""
-    f, p = flops.count_flops(model, widths), flops.count_params(model, widths)
+def structure(model, widths, base_widths, image_size=None):
+    """Widths, FLOPs and parameters of `widths`, with the share removed against `base_widths`;
+    FLOPs at `image_size` (the run's input; default the model's)."""
+    f, p = flops.count_flops(model, widths, image_size=image_size), \
+        flops.count_params(model, widths)
     return dict(widths=[int(w) for w in widths], flops=f, params=p,
-                flops_removed=_removed(f, flops.count_flops(model, base_widths)),
+                flops_removed=_removed(f, flops.count_flops(model, base_widths,
+                                                            image_size=image_size)),
                 params_removed=_removed(p, flops.count_params(model, base_widths)))
 
 
-def base_entry(model, path, widths):
+def base_entry(model, path, widths, image_size=None):
     return dict(file=path, widths=[int(w) for w in widths],
-                flops=flops.count_flops(model, widths), params=flops.count_params(model, widths))
+                flops=flops.count_flops(model, widths, image_size=image_size),
+                params=flops.count_params(model, widths))
 
 
-def evaluation(model, path, widths, base_widths, result):
+def evaluation(model, path, widths, base_widths, result, image_size=None):
     """One evaluated file: structure() plus top-1, top-5, mean loss and the number of images."""
-    return dict(file=path, **structure(model, widths, base_widths), top1=float(result.top1),
+    return dict(file=path, **structure(model, widths, base_widths, image_size),
+                top1=float(result.top1),
                 top5=float(result.top5), loss=float(result.loss), images=int(result.num_examples))
 
 
