@@ -1,17 +1,22 @@
 """The training steps the benchmarks time and profile besides a plain one, as Trainer arguments:
-AOFP's search step and C-SGD's step, each on the model's defaults (see `setup`)."""
+AOFP's search step and C-SGD's step, each on the model's defaults (see `setup`), with the model's
+recipe (sres50: tf_cnn_benchmarks' plain momentum, nothing doubled)."""
 
 import os
 
 import numpy as np
 
-AOFP_MODELS = ('vc', 'src56', 'src110')
-CSGD_MODELS = ('dc40', 'src56', 'src110')
+AOFP_MODELS = ('vc', 'src56', 'src110', 'sres50')
+CSGD_MODELS = ('dc40', 'src56', 'src110', 'sres50')
+# the TrainConfig fields of each model's recipe that differ from the defaults (the CIFAR models:
+# the originals' Nesterov momentum and doubled bias/beta gradients, TrainConfig's own defaults)
+RECIPES = {'sres50': dict(nesterov=False, double_gradient_keywords=())}
 
 
 def aofp(model):
     """A step with AOFP's search on the model's default target layers (`vc`: all 13; the ResNets:
-    the internal layer of every block, 27 / 54); no decision is taken in a benchmark's steps."""
+    the internal layer of every block, 27 / 54; `sres50`: its 32 internal layers); no decision is
+    taken in a benchmark's steps."""
     from aofp.pipeline import check_target_layers, masked_builder_factory
     from aofp.presets import PRESETS
     from aofp.search import AofpSearch
@@ -27,17 +32,23 @@ def aofp(model):
 def csgd(model):
     """A C-SGD step as the pipeline's (weight decay only through the handler's decay matrix) with
     every channel group clustered (k-means-free even clusters): `dc40` to 3-3-3 (39 layers), the
-    ResNets to 5/8 of every width, followers with their pacesetter's clusters (tied groups)."""
+    CIFAR ResNets to 5/8 of every width, followers with their pacesetter's clusters (tied groups);
+    `sres50` as its recipe (csgd/presets.py): the 32 internal layers to 0.7 of their widths (the
+    other groups singletons), strength 0.05 (BN at 0.1 of it), no weight decay on clustered
+    kernels and 1e-4 on the others."""
     from csgd import clustering
     from csgd.centripetal import CentripetalHandler
     from csgd.targets import parse_target_deps
     deps = model.default_deps
-    target = parse_target_deps(model, deps, '3-3-3' if model.name == 'dc40' else '5/8')[0]
+    spec = {'dc40': '3-3-3', 'sres50': '0.7'}.get(model.name, '5/8')
+    target = parse_target_deps(model, deps, spec)[0]
+    strength, bn_ratio, clustered_decay = ((0.05, 0.1, 0.0) if model.name == 'sres50'
+                                           else (3e-3, 1.0, None))
 
     def handler(trace):
-        plans = {l: clustering.even_clusters(deps[l], target[l]) for l in model.group_roots()}
+        plans = {r: clustering.even_clusters(deps[r], target[r]) for r in model.group_roots()}
         return CentripetalHandler(trace, plans, clustering.bn_channel_clusters(trace, plans),
-                                  1e-4, 3e-3)
+                                  1e-4, strength, bn_ratio * strength, clustered_decay)
     return dict(grad_handler=handler, config=dict(weight_decay=0.0))
 
 
@@ -47,24 +58,29 @@ def setup(method, model):
     return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd}[method](model)
 
 
-def step_trainer(setup, model, batch_size, precision):
-    """A Trainer of `model` at its default widths with a `setup` (see `setup`), on the in-memory
-    batch, for timing and profiling its steps outside the training loop."""
+def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None):
+    """A Trainer of `model` at `deps` (default: its default widths) with a `setup` (see `setup`)
+    and the model's recipe, on the in-memory batch of `image_size` images (default: the model's
+    own, 32 or sres50's 224) with labels among the model's logits, for timing and profiling its
+    steps outside the training loop."""
     import tempfile
     from bench.in_memory_batch import InMemoryBatch
     from tf_benchmarks.network.convnet_builder import ConvNetBuilder
     from tf_benchmarks.engine.train_config import TrainConfig
     from tf_benchmarks.engine.method import MethodBundle
     from tf_benchmarks.engine.trainer import Trainer
+    deps = model.default_deps if deps is None else tuple(deps)
     config = TrainConfig(num_steps=1, batch_size=batch_size, lr_values=[0.01],
-                         precision=precision, **setup.get('config', {}))
+                         precision=precision,
+                         **dict(RECIPES.get(model.name, {}), **setup.get('config', {})))
     handler = setup.get('grad_handler')
     method = MethodBundle(setup.get('name', 'plain'), hooks=tuple(setup.get('hooks', ())),
                           builder_factory=setup.get('builder_factory', ConvNetBuilder),
-                          grad_handler=handler(model.trace(model.default_deps)) if handler
-                          else None)
-    return Trainer(model, model.default_deps, InMemoryBatch(), config, tempfile.mkdtemp(),
-                   method=method, log=lambda *_: None)
+                          grad_handler=handler(model.trace(deps)) if handler else None)
+    data = InMemoryBatch(image_size=image_size or model.image_size,
+                         num_classes=10 if model.image_size == 32 else model.num_classes)
+    return Trainer(model, deps, data, config, tempfile.mkdtemp(), method=method,
+                   log=lambda *_: None)
 
 
 def step_runner(trainer, session):
