@@ -20,7 +20,7 @@ import tensorflow.compat.v1 as tf
 
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
-from tf_benchmarks.data import imagenet_pipeline, imagenet_records, input_pipeline, records
+from tf_benchmarks.data import imagenet_pipeline, imagenet_records, input_pipeline, labels, records
 from tf_benchmarks.network.input_spec import INCEPTION, InputSpec
 
 KINDS = ('auto', 'cifar10', 'imagenet')
@@ -209,6 +209,7 @@ def eval_source(data_dir, split, batch_size, input_spec=None, num_logits=None):
     if kind_of(data_dir) == CIFAR10:
         _cifar_spec_check(data_dir, input_spec)
         path = records.split_path(data_dir, split)
+        labels.check_labels(path, labels.class_names(data_dir))  # before the first record is read
         return EvalSource(input_pipeline.eval_dataset(path, batch_size), path)
     sharded = ShardedSet.open(data_dir)
     shards = sharded.split(split)

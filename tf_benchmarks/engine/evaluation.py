@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from tf_benchmarks.core.errors import UserError, corrupt_record_error
-from tf_benchmarks.data import imagenet_pipeline, labels as data_labels, records, sources
+from tf_benchmarks.data import imagenet_pipeline, sources
 from tf_benchmarks.engine import session as tf_session
 from tf_benchmarks.engine.weights import key_variables, load_weights
 from tf_benchmarks.network.convnet_builder import ConvNetBuilder
@@ -44,9 +44,6 @@ class Evaluator:
         self.model = model
         self.deps = model.check_deps(deps)
         self.num_logits = sources.logits(data_dir, model)
-        if sources.kind_of(data_dir) == sources.CIFAR10:
-            self.path = records.split_path(data_dir, split)
-            data_labels.check_labels(self.path, data_labels.class_names(data_dir))
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.set_random_seed(0)  # initializers are overwritten; op determinism wants a seed
