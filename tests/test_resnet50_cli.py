@@ -3,7 +3,7 @@
 worker killed in a training step, then both resumed, end with equal weights and every file written
 once, and AOFP's pruned file computes the tuned (masked) one's numbers. (That a resumed stream of
 shards is the one never stopped is tested in test_imagenet_pipeline.py; that a killed run ends with
-the same bytes, in test_resume.py.)"""
+the same bytes, in test_resume_aofp.py and test_resume_csgd.py.)"""
 
 import glob
 import os
