@@ -1,9 +1,12 @@
-"""`import-keras`: Keras models built and saved by Keras itself (tests/keras_models.py, in a fresh
-eager process: a Sequential VGG-like, a ResNet-50-like residual net, a DenseNet-like nested
-backbone, a MobileNetV2-like net and keras.applications.MobileNetV2 nested in a model), each as
-.keras and legacy .h5, imported without Keras and rebuilt with ConvNetBuilder: the logits must be
-Keras' pre-softmax outputs. Pruning the imported networks (AOFP's masks, C-SGD's collapsed
-clusters) must be exact, through depthwise convolutions too; refusals name the layer."""
+"""`import-keras` and `export-keras`. Keras models built and saved by Keras itself
+(tests/keras_models.py, in a fresh eager process: a Sequential VGG-like, a ResNet-50-like residual
+net, a DenseNet-like nested backbone, a MobileNetV2-like net and keras.applications.MobileNetV2
+nested in a model), each as .keras and legacy .h5, imported without Keras and rebuilt with
+ConvNetBuilder: the logits must be Keras' pre-softmax outputs. Pruning the imported networks
+(AOFP's masks, C-SGD's collapsed clusters) must be exact, through depthwise convolutions too;
+refusals name the layer. Exported .keras files, opened by Keras in a fresh process
+(tests/load_keras.py), must give the project's logits: a masked `vc` through the driver, `src56`
+(SAME_RESNET strides) and an imported network after pruning."""
 
 import os
 import zipfile
@@ -16,18 +19,23 @@ import tensorflow.compat.v1 as tf
 from aofp.masked_builder import MaskedConvNetBuilder
 from csgd.centripetal import CentripetalHandler
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.deploy.keras_export import export_keras_many, record
 from tf_benchmarks.deploy.keras_import import import_keras
 from tf_benchmarks.engine.evaluation import predict_logits
 from tf_benchmarks.engine.weights import key_variables, load_weights
 from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.models.registry import get_model
+from tf_benchmarks.network.input_spec import InputSpec
 from tf_benchmarks.network.convnet_builder import ConvNetBuilder
 from tf_benchmarks.network.trace import SELECT
+from tf_benchmarks.pruning.file_model import read_model_file
 from tf_benchmarks.pruning.surgery import apply_surgery, remove_masked
 
 from conftest import REPO
-from helpers import error_lines, run_driver_cases, run_script
+from helpers import error_lines, random_weights, run_driver_cases, run_script
 
 KERAS_MODELS = os.path.join(REPO, 'tests', 'keras_models.py')
+LOADER = os.path.join(REPO, 'tests', 'load_keras.py')
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 COMPARED = ('vgg', 'resnet', 'dense', 'mobile', 'mobilenetv2')
 
@@ -213,21 +221,126 @@ def test_centripetal_rule_pulls_biases_and_depthwise_kernels_together(keras_dir)
         np.testing.assert_allclose(after - after[survivors], 0.75 * spread, atol=1e-6)
 
 
-def test_import_keras_mode_writes_a_weight_file_or_one_error(keras_dir, tmp_path):
-    cases = [(tmp_path, ['import-keras', _file(keras_dir, 'resnet', '.h5'), '--out', 'r.hdf5']),
-             (tmp_path, ['import-keras', _file(keras_dir, 'lambda_model'), '--out', 'l.hdf5']),
-             (tmp_path, ['import-keras', _file(keras_dir, 'vgg')]),
-             (tmp_path, ['import-keras', _file(keras_dir, 'vgg'), '--out', 'v.hdf5',
-                         '--tflite'])]
-    ok, refused, no_out, wrong_flag = run_driver_cases(AOFP, cases)
-    assert ok['code'] == 0, ok['stderr'][-2000:]
-    assert 'the final softmax was dropped' in ok['stdout']
-    written = hdf5_io.read_hdf5(str(tmp_path / 'r.hdf5'))
+@pytest.fixture(scope='module')
+def driver_runs(keras_dir, tmp_path_factory):
+    """The driver's import-keras and export-keras cases, run in one process: (directory, {case:
+    outcome}). export-keras reads a tuned vc file (AOFP masks) written here."""
+    work = tmp_path_factory.mktemp('driver')
+    vc = get_model('vc')
+    deps = [4, 4, 6, 6, 6, 6, 6, 8, 8, 8, 8, 8, 8]
+    hdf5_io.save_hdf5(str(work / 'vc_tuned.hdf5'), random_weights(vc.trace(deps), 0), deps,
+                      _group_masks(vc, deps, 1))
+    cases = dict(
+        imported=['import-keras', _file(keras_dir, 'resnet', '.h5'), '--out', 'r.hdf5'],
+        refused=['import-keras', _file(keras_dir, 'lambda_model'), '--out', 'l.hdf5'],
+        no_out=['import-keras', _file(keras_dir, 'vgg')],
+        wrong_flag=['import-keras', _file(keras_dir, 'vgg'), '--out', 'v.hdf5', '--tflite'],
+        exported=['export-keras', 'vc_tuned.hdf5', '--out', 'vc.keras'],
+        not_keras=['export-keras', 'vc_tuned.hdf5', '--out', 'vc.h5'],
+        no_keras_out=['export-keras', 'vc_tuned.hdf5'])
+    outcomes = run_driver_cases(AOFP, [(work, args) for args in cases.values()])
+    return work, dict(zip(cases, outcomes))
+
+
+def test_import_keras_mode_writes_a_weight_file_or_one_error(keras_dir, driver_runs):
+    work, runs = driver_runs
+    assert runs['imported']['code'] == 0, runs['imported']['stderr'][-2000:]
+    assert 'the final softmax was dropped' in runs['imported']['stdout']
+    written = hdf5_io.read_hdf5(str(work / 'r.hdf5'))
     net = import_keras(_file(keras_dir, 'resnet'))
     assert written.deps == net.default_deps and written.input_spec == net.input_spec
     assert sorted(written.weights) == sorted(net.weights)
-    for case in (refused, no_out, wrong_flag):
-        assert case['code'] == 2 and len(error_lines(case['stderr'])) == 1, case['stderr']
-    assert 'doubler (Lambda)' in refused['stderr']
-    assert '--out FILE.hdf5' in no_out['stderr'] and '--tflite' in wrong_flag['stderr']
-    assert sorted(os.listdir(tmp_path)) == ['r.hdf5']
+    for case in ('refused', 'no_out', 'wrong_flag', 'not_keras', 'no_keras_out'):
+        assert runs[case]['code'] == 2, runs[case]['stderr']
+        assert len(error_lines(runs[case]['stderr'])) == 1, runs[case]['stderr']
+    assert 'doubler (Lambda)' in runs['refused']['stderr']
+    assert '--out FILE.hdf5' in runs['no_out']['stderr']
+    assert '--tflite' in runs['wrong_flag']['stderr']
+    assert 'NAME.keras' in runs['not_keras']['stderr']
+    assert not any(os.path.exists(str(work / n)) for n in ('l.hdf5', 'v.hdf5', 'vc.h5'))
+
+
+# -- export-keras ------------------------------------------------------------------------------------
+def _random_pixels(size, seed):
+    return np.random.default_rng(seed).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
+
+
+def _spec_input(spec, pixels):
+    if spec.normalization_name == 'inception':
+        return pixels / 127.5 - 1.0   # as the evaluation computes it
+    return ((pixels - np.float32(spec.mean)) / np.float32(spec.std)).astype(np.float32)
+
+
+def _group_masks(model, deps, seed):
+    rng = np.random.default_rng(seed)
+    masks = {}
+    for group in model.groups:
+        mask = (rng.uniform(size=deps[group.root]) > 0.4).astype(np.float32)
+        mask[0] = 1
+        masks[group.root] = mask
+    return masks
+
+
+def test_exported_keras_models_give_the_projects_logits(keras_dir, driver_runs, tmp_path):
+    # the tuned vc file (AOFP masks) the driver exported at its pruned widths
+    work, runs = driver_runs
+    assert runs['exported']['code'] == 0, runs['exported']['stderr'][-2000:]
+    assert 'masked filters removed' in runs['exported']['stdout']
+    vc = get_model('vc')
+    mf = read_model_file(str(work / 'vc_tuned.hdf5'))
+    assert mf.masked and list(mf.deps) != list(mf.file_deps)
+    pixels = _random_pixels(32, 2)
+    expected = [predict_logits(vc, mf.deps, mf.weights, _spec_input(mf.input_spec, pixels))]
+    loads = [(str(work / 'vc.keras'), pixels)]
+    # src56 at an eighth of its widths (stride-2 SAME_RESNET convs), and the imported
+    # MobileNet-like network (Rescaling, depthwise convs, Add) pruned by AOFP's masks
+    src56 = get_model('src56')
+    src_deps = [d // 8 for d in src56.default_deps]
+    src_weights = random_weights(src56.trace(src_deps), 3)
+    net = import_keras(_file(keras_dir, 'mobile'))
+    mobile = net.model_spec()
+    pruned, mobile_deps = remove_masked(mobile.trace(), net.weights,
+                                        _group_masks(mobile, net.default_deps, 4))
+    export_keras_many([
+        (record(src56, src_deps), src_weights, str(tmp_path / 'src56.keras')),
+        (record(mobile, mobile_deps, net.num_classes, net.input_spec), pruned,
+         str(tmp_path / 'mobile.keras'))])
+    expected.append(predict_logits(src56, src_deps, src_weights, pixels / 127.5 - 1.0))
+    loads.append((str(tmp_path / 'src56.keras'), pixels))
+    mobile_pixels = _pixels(keras_dir, 'mobile')
+    expected.append(predict_logits(mobile, mobile_deps, pruned, normalized(net, mobile_pixels)))
+    loads.append((str(tmp_path / 'mobile.keras'), mobile_pixels))
+
+    arguments = []
+    for i, (path, images) in enumerate(loads):
+        np.save(str(tmp_path / ('images%d.npy' % i)), images)
+        arguments += [path, str(tmp_path / ('images%d.npy' % i))]
+    run_script(LOADER, [str(tmp_path / 'out.npz')] + arguments, str(tmp_path))
+    outputs = np.load(str(tmp_path / 'out.npz'))
+    for i, reference in enumerate(expected):
+        assert np.abs(reference).max() > 0.1
+        assert relative(outputs['out%d' % i], reference) < 1e-5, i
+    assert 'Rescaling' in outputs['layers0'] and 'ZeroPadding2D' in outputs['layers1']
+    assert list(outputs['layers2']).count('DepthwiseConv2D') == 2
+
+
+def test_a_max_pool_with_symmetric_padding_of_signed_values_is_refused():
+    """sres50's max-pool follows a ReLU, so Keras' zero padding is exact; the same pool on values
+    that can be negative cannot be written."""
+    class Signed:
+        name = 'signed'
+
+        @staticmethod
+        def check_deps(deps):
+            return tuple(deps)
+
+        @staticmethod
+        def build(cnn, deps, num_classes=None):
+            cnn.conv(deps[0], 3, 3, activation=None)
+            cnn.mpool(3, 3, 2, 2, mode='SAME_RESNET')
+            cnn.spatial_mean()
+            return cnn.affine(2, activation='linear')
+    with pytest.raises(UserError, match='SAME_RESNET'):
+        record(Signed, [4], input_spec=InputSpec(16))
+    ops = record(get_model('sres50'), [8] * 53)['ops']
+    assert [op['op'] for op in ops][:5] == ['input', 'conv', 'batch_norm', 'activation', 'pool']
