@@ -19,6 +19,7 @@ import tensorflow.compat.v1 as tf
 from aofp.masked_builder import MaskedConvNetBuilder
 from csgd.centripetal import CentripetalHandler
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.deploy import layer_summary
 from tf_benchmarks.deploy.keras_export import export_keras_many, record
 from tf_benchmarks.deploy.keras_import import import_keras
 from tf_benchmarks.engine.evaluation import predict_logits
@@ -26,6 +27,7 @@ from tf_benchmarks.engine.weights import key_variables, load_weights
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.models.registry import get_model
 from tf_benchmarks.network.input_spec import InputSpec
+from tf_benchmarks.network import flops
 from tf_benchmarks.network.convnet_builder import ConvNetBuilder
 from tf_benchmarks.network.trace import SELECT
 from tf_benchmarks.pruning.file_model import read_model_file
@@ -152,6 +154,27 @@ def test_aofp_masks_of_an_imported_depthwise_net_are_its_pruned_model(keras_dir)
     assert pruned['dw/depthwise_kernel'].shape[2] == deps[1]   # the expand layer's width
     assert relative(logits(net, pixels, deps, pruned), masked) < 1e-5
     assert relative(masked, logits(net, pixels)) > 1e-3          # the masks changed the output
+    # the search's score path of the expand layer (1) sits at the projecting conv after the
+    # depthwise block: dropping filters there scores them, dropping none scores 0
+    with tf.Graph().as_default():
+        inputs = tf.constant(normalized(net, pixels))
+        builder = MaskedConvNetBuilder(inputs, False, [1], search=True)
+        net.add_inference(builder, net.default_deps, net.num_classes)
+        with tf.Session() as session:
+            load_weights(session, key_variables(builder.trace), net.weights, 'imported')
+            scores = [session.run(builder.metrics[1], {builder.dropped_filters[1]: dropped})
+                      for dropped in ([], list(range(8)))]
+    assert scores[0] == 0 and scores[1] > 1e-4
+
+
+def test_summary_of_an_imported_net_adds_up_to_its_flops(keras_dir):
+    net = import_keras(_file(keras_dir, 'mobile'))
+    spec = net.model_spec()
+    summary = layer_summary.summarize(spec, net.default_deps)
+    assert [r['kind'] for r in summary['layers'] if r['layer'].startswith('dw')] == \
+        ['dw3x3', 'dw3x3/2']
+    assert summary['total']['flops'] == flops.count_flops(spec, net.default_deps)
+    assert summary['total']['params'] == flops.count_params(spec, net.default_deps)
 
 
 def identical_clusters(trace, weights, plans):
