@@ -631,7 +631,8 @@ def import_keras(path, image_size=None):
     importer = _Importer(keras_file, image_size)
     try:
         shape, _ = importer.run()
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError,
+            RecursionError) as e:
         raise UserError('%s: the model config is not one Keras writes (%s: %s); nothing was '
                         'written' % (path, type(e).__name__, str(e)[:160]))
     if not importer.keras3:

@@ -64,7 +64,7 @@ def read_keras_file(path):
         raise _Damaged('neither a .keras zip nor an hdf5 file')
     except _Damaged as e:
         problem = str(e)
-    except MALFORMED_INPUT_ERRORS as e:
+    except MALFORMED_INPUT_ERRORS + (zipfile.BadZipFile, zipfile.LargeZipFile) as e:
         problem = '%s: %s' % (type(e).__name__, (str(e).splitlines() or [''])[0][:200])
     raise UserError('cannot import %s as a Keras model (%s); pass a model saved by '
                     'model.save("name.keras") or model.save("name.h5")' % (path, problem))
