@@ -20,6 +20,7 @@ from aofp.masked_builder import MaskedConvNetBuilder
 from csgd.centripetal import CentripetalHandler
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.deploy import layer_summary
+from tf_benchmarks.deploy.export import build_inference_graph
 from tf_benchmarks.deploy.keras_export import export_keras_many, record
 from tf_benchmarks.deploy.keras_import import import_keras
 from tf_benchmarks.engine.evaluation import predict_logits
@@ -190,6 +191,22 @@ def test_aofp_masks_of_an_imported_depthwise_net_are_its_pruned_model(keras_dir)
             scores = [session.run(builder.metrics[1], {builder.dropped_filters[1]: dropped})
                       for dropped in ([], list(range(8)))]
     assert scores[0] == 0 and scores[1] > 1e-4
+
+
+@pytest.mark.parametrize('name', ['mobile', 'resnet'])
+def test_savedmodel_graph_of_an_imported_net_folds_its_biases(keras_dir, name):
+    """`export`'s folded inference graph (conv biases folded with their BN, depthwise convs with
+    their bias, BNs after them as scale and shift) computes the imported network."""
+    net = import_keras(_file(keras_dir, name))
+    spec = net.model_spec()
+    pixels = np.round(_pixels(keras_dir, name)).astype(np.uint8)
+    graph, images, out, _, builder = build_inference_graph(spec, net.default_deps, net.weights,
+                                                           net.num_classes, net.input_spec)
+    with graph.as_default(), tf.Session(graph=graph) as session:
+        session.run(tf.global_variables_initializer())
+        builder.load(session)
+        folded = session.run(out, {images: pixels})
+    assert relative(folded, logits(net, pixels.astype(np.float32))) < 1e-5
 
 
 def test_summary_of_an_imported_net_adds_up_to_its_flops(keras_dir):
