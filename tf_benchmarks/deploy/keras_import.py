@@ -10,7 +10,6 @@ network outputs logits. Anything else is one UserError naming the layer, its typ
 """
 
 import dataclasses
-import math
 import os
 import re
 from typing import Dict, List, Optional, Tuple
@@ -242,7 +241,6 @@ class _Importer:
                              item.get('config', {}),
                              _inbound(item, prefix + (str(item.get('name')),)), item)
                       for item in config.get('layers', [])]
-        by_name = {l.path[-1]: l for l in layers}
         input_refs, output_refs = _refs(config['input_layers']), _refs(config['output_layers'])
         if len(input_refs) != 1 or len(output_refs) != 1 or len(inputs) != 1:
             raise UserError('%s: model %s has %d inputs and %d outputs; imports take one image '
@@ -268,7 +266,7 @@ class _Importer:
                 raise UserError('%s: model %s has a second input %s; imports take one image input'
                                 % (self.file.path, name, layer.path[-1]))
             refs = [values[s] for s, _, _ in layer.inbound]
-            fused = self._fusable(layer, by_name, layers, consumers)
+            fused = self._fusable(layer, layers, consumers)
             ref = self._layer(layer, refs, fused=fused)
             values[layer.path[-1]] = ref
             for other in fused:
@@ -284,7 +282,7 @@ class _Importer:
                             % (self.file.path, str(name)[:80]))
         return name
 
-    def _fusable(self, layer, by_name, layers, consumers):
+    def _fusable(self, layer, layers, consumers):
         """For a Conv2D without its own activation: the BatchNormalization and the activation
         layer that alone follow it (either may be missing), as conv(..., use_batch_norm,
         activation) fuses them (AOFP's score paths use the conv's own BN and activation)."""
