@@ -22,10 +22,16 @@ oracle's exact scores) and activated like c. Its error is the relative squared e
 and t's per-step metric is the mean of e_c over its consumers (for `vc` and the ResNets' internal
 layers there is one: the next layer, as in the original). Everything runs in the training step's
 single forward pass; no gradient flows through the score paths.
+
+A depthwise conv (imported Keras networks) is no consumer here: it is per channel and keeps its
+input's provenance, so a target's channels that pass through a depthwise conv, its BN and its
+activation (where a masked channel is no longer zero) are masked, and scored, at the input of the
+first conv or FC layer after them, where dropping them is exactly removing the target's filters
+(its depthwise channels go with them).
 """
 
 from tf_benchmarks.network.batch_norm import batch_norm_training
-from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+from tf_benchmarks.network.convnet_builder import ConvNetBuilder, activate
 import tensorflow.compat.v1 as tf
 
 _TINY = 1e-12
@@ -130,6 +136,11 @@ class MaskedConvNetBuilder(ConvNetBuilder):
             self._pending_conv = []
         return y
 
+    def _emit_bias(self, x, bias):
+        """A conv's bias, added to its score paths too (a depthwise conv has none pending)."""
+        self._shadows = [(t, tf.nn.bias_add(s, bias)) for t, s in self._shadows]
+        return super()._emit_bias(x, bias)
+
     def _after_conv(self, index, node):
         conv = self.trace.convs[index]
         for t, shadow in self._shadows:
@@ -197,7 +208,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         return node
 
     def activation_tensor(self, x, activation):
-        return tf.nn.relu(x) if activation == 'relu' else x
+        return activate(x, activation)
 
     def _record(self, target, normal, shadow):
         error = tf.reduce_mean(tf.square(normal - shadow))

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from tf_benchmarks.network.convnet_builder import variable_name
 from tf_benchmarks.engine.hooks import TrainHook
+from tf_benchmarks.network.trace import SELECT
 
 
 def merge_matrix(clusters, n):
@@ -40,9 +41,17 @@ def centripetal_gradient(grad, weights, clusters, weight_decay, strength):
         weights
 
 
-def _apply(grad, var, gamma, weight_decay, strength):
-    """Graph form of Gamma G + Lambda W = Gamma (G - eps W) + (eta + eps) W, filters on the last
-    axis of `var` (HWIO kernels, BN vectors). Singleton-only layers reduce to G + eta W."""
+def _apply(grad, var, gamma, weight_decay, strength, axis=-1):
+    """Graph form of Gamma G + Lambda W = Gamma (G - eps W) + (eta + eps) W, filters on `axis`
+    of `var` (the last: HWIO kernels, BN vectors; 2: depthwise kernels). Singleton-only layers
+    reduce to G + eta W."""
+    ndim = len(var.shape.as_list())
+    if axis not in (-1, ndim - 1):
+        order = [a for a in range(ndim) if a != axis] + [axis]
+        back = [order.index(a) for a in range(ndim)]
+        moved = _apply(tf.transpose(grad, order), tf.transpose(var, order), gamma, weight_decay,
+                       strength)
+        return tf.transpose(moved, back)
     n = var.shape.as_list()[-1]
     if np.array_equal(gamma, np.eye(n)):
         return grad + weight_decay * var if weight_decay else grad
@@ -67,6 +76,25 @@ class CentripetalHandler:
             if not np.array_equal(gamma, np.eye(bn.channels)):
                 self.vectors[bn.scope + '/gamma'] = gamma
                 self.vectors[bn.scope + '/beta'] = gamma
+        # Every other SELECT slot of a clustered layer (a conv's bias; a depthwise conv's kernel
+        # and bias over the layer's channels, imported networks) gets the centripetal term too,
+        # so its clusters collapse with the kernel's and the trim stays exact: name -> (matrix
+        # over the variable's channel axis, that axis).
+        self.others = {}
+        vectors = set(self.vectors) | {'%s/%s' % (bn.scope, role) for bn in trace.bns
+                                       for role in ('gamma', 'beta', 'moving_mean',
+                                                    'moving_variance')}
+        for layer, clusters in layer_clusters.items():
+            for slot in trace.slots[layer]:
+                if slot.kind != SELECT or slot.var in self.kernels or slot.var in vectors:
+                    continue
+                if slot.var not in self.others:
+                    n = trace.variables[slot.var].shape[slot.axis]
+                    self.others[slot.var] = (np.eye(n), slot.axis)
+                matrix = self.others[slot.var][0]
+                for cluster in clusters:
+                    positions = [slot.offset + c for c in cluster]
+                    matrix[np.ix_(positions, positions)] = 1.0 / len(cluster)
         self.weight_decay = weight_decay
         # The decay of kernels with clusters of several filters (the authors' ImageNet code: 0,
         # the centripetal term alone); singleton-only kernels keep `weight_decay`.
@@ -92,9 +120,13 @@ class CentripetalHandler:
             elif grad is not None and name in self.vectors:
                 grad = _apply(grad, var, self.vectors[name], 0.0, self.bn_strength)
                 done.add(name)
+            elif grad is not None and name in self.others:
+                matrix, axis = self.others[name]
+                grad = _apply(grad, var, matrix, 0.0, self.strength, axis)
+                done.add(name)
             out.append((grad, var))
             self.gradients[name] = grad
-        left_out = sorted((set(self.kernels) | set(self.vectors)) - done)
+        left_out = sorted((set(self.kernels) | set(self.vectors) | set(self.others)) - done)
         if left_out:
             raise ValueError('the centripetal handler found no gradient for %d clustered variables '
                              '(%s): the clusters do not belong to this graph'
@@ -103,6 +135,9 @@ class CentripetalHandler:
         self.summary = ('C-SGD: the handler merged %d conv kernels and %d BN gamma/beta vectors; '
                         '%d kernels got their weight decay through the decay matrix'
                         % (merged, len(self.vectors), len(self.kernels)))
+        if self.others:
+            self.summary += ('; %d biases and depthwise kernels merged with their layers'
+                             % len(self.others))
         return out
 
 
@@ -120,6 +155,17 @@ def cluster_deviation(weights, trace, layer_clusters, bn_clusters):
             vector = weights['%s/%s' % (bn.scope, role)]
             for cluster in bn_clusters[bn.index]:
                 worst = max(worst, float(np.abs(vector[cluster] - vector[min(cluster)]).max()))
+    expanded = trace.expand_to_groups(layer_clusters)
+    kernels = {trace.convs[l].kernel for l in expanded}
+    for layer, clusters in expanded.items():
+        for slot in trace.slots[layer]:  # biases, depthwise kernels
+            if slot.kind != SELECT or slot.var in kernels or slot.var not in weights or \
+                    trace.variables[slot.var].role not in ('kernel', 'bias'):
+                continue
+            array = np.moveaxis(weights[slot.var], slot.axis, 0)
+            for cluster in clusters:
+                positions = [slot.offset + c for c in cluster]
+                worst = max(worst, float(np.abs(array[positions] - array[positions[:1]]).max()))
     return worst
 
 
@@ -135,14 +181,15 @@ class ClusterSpreadHook(TrainHook):
 
     def begin(self, trainer):
         deviations, squares = [], []
-        matrices = dict(self.handler.kernels)
-        matrices.update(self.handler.vectors)
-        for name, gamma in matrices.items():
+        matrices = {name: (gamma, -1) for name, gamma in self.handler.kernels.items()}
+        matrices.update((name, (gamma, -1)) for name, gamma in self.handler.vectors.items())
+        matrices.update(self.handler.others)
+        for name, (gamma, axis) in matrices.items():
             var = trainer.builder.variables[name]
             survivor = np.argmax(gamma > 0, axis=0)  # first (smallest) member of each channel's cluster
             if np.array_equal(survivor, np.arange(len(survivor))):
                 continue
-            diff = var - tf.gather(var, survivor, axis=len(var.shape) - 1)
+            diff = var - tf.gather(var, survivor, axis=axis % len(var.shape))
             deviations.append(tf.reduce_max(tf.abs(diff)))
             squares.append(tf.reduce_sum(tf.square(diff)))
         self.deviation = tf.reduce_max(tf.stack(deviations)) if deviations else tf.constant(0.0)

@@ -1,6 +1,7 @@
 """The modes both drivers share for using their results: `export FILE.hdf5 --out DIR [--tflite]`,
-`summary FILE.hdf5 [--base BASE.hdf5] [--json]`, `verify A.hdf5 B.hdf5` and `report`, and for
-bringing in a start: `import FILE.pth --out FILE.hdf5` (torchvision's ResNet-50); their flags (with
+`export-keras FILE.hdf5 --out NET.keras`, `summary FILE.hdf5 [--base BASE.hdf5] [--json]`,
+`verify A.hdf5 B.hdf5` and `report`, and for bringing in a start: `import FILE.pth --out FILE.hdf5`
+(torchvision's ResNet-50) and `import-keras MODEL.keras --out FILE.hdf5`; their flags (with
 --verify_images and --verify_tolerance, which the methods' cuts use too) and one dispatch
 function."""
 
@@ -12,19 +13,24 @@ from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.engine import cut_check
 
 FLAGS = flags.FLAGS
-MODES = ('export', 'summary', 'verify', 'report', 'import')
-USAGE = ('export FILE.hdf5 --out DIR [--tflite] | summary FILE.hdf5 [--base BASE.hdf5] [--json] | '
+MODES = ('export', 'export-keras', 'summary', 'verify', 'report', 'import', 'import-keras')
+USAGE = ('export FILE.hdf5 --out DIR [--tflite] | export-keras FILE.hdf5 --out NET.keras | '
+         'summary FILE.hdf5 [--base BASE.hdf5] [--json] | '
          'verify A.hdf5 B.hdf5 [--verify_images N] | report | '
-         'import FILE.pth --out FILE.hdf5 [--model sres50]')
+         'import FILE.pth --out FILE.hdf5 [--model sres50] | '
+         'import-keras MODEL.keras --out FILE.hdf5')
 # The modes each of these flags belongs to.
-FLAG_MODES = {'out': ('export', 'import'), 'tflite': ('export',), 'base': ('summary',),
-              'json': ('summary',)}
+FLAG_MODES = {'out': ('export', 'export-keras', 'import', 'import-keras'), 'tflite': ('export',),
+              'base': ('summary',), 'json': ('summary',)}
+# What each mode's one argument is.
+ARGUMENTS = {'import': '.pth', 'import-keras': 'Keras model (.keras or .h5)'}
 
 
 def define_flags():
     flags.DEFINE_string('out', None, 'export: the directory to write (SavedModel, export.json and, '
-                        'with --tflite, model.tflite); it must not exist or be empty. import: the '
-                        'weights file to write.')
+                        'with --tflite, model.tflite); it must not exist or be empty. export-keras: '
+                        'the .keras file to write. import, import-keras: the weights file to '
+                        'write.')
     flags.DEFINE_bool('tflite', False, 'export: also write model.tflite, the same model for '
                       'TensorFlow Lite.')
     flags.DEFINE_string('base', None, 'summary: the weights file to count the removed share '
@@ -45,9 +51,10 @@ def cut_check_from_flags():
 
 
 def run_mode(argv, script, masked_version=None):
-    """Run `export`, `summary`, `verify`, `report` or `import` as argv asks (argv[1] is one of
-    MODES); returns None, the drivers' exit status 0. The model is --model where given, else the one
-    the file's variables fit (import: sres50). `masked_version(model, weight_file)` runs an AOFP
+    """Run `export`, `export-keras`, `summary`, `verify`, `report`, `import` or `import-keras` as
+    argv asks (argv[1] is one of MODES); returns None, the drivers' exit status 0. The model is
+    --model where given, else the one the file's variables fit (import: sres50; import-keras: the
+    Keras file's). `masked_version(model, weight_file)` runs an AOFP
     tuned file as its masked model in `verify` (the AOFP driver's; without it such files are
     refused)."""
     mode, args = argv[1], argv[2:]
@@ -69,9 +76,18 @@ def run_mode(argv, script, masked_version=None):
         return
     if len(args) != 1:
         raise UserError('%s takes one %s file. %s'
-                        % (mode, '.pth' if mode == 'import' else 'weights', usage))
+                        % (mode, ARGUMENTS.get(mode, 'weights'), usage))
     if mode == 'import':
         run_import(args[0], model_name, usage)
+        return
+    if mode == 'import-keras':
+        run_import_keras(args[0], model_name, usage)
+        return
+    if mode == 'export-keras':
+        if not FLAGS.out:
+            raise UserError('export-keras needs --out NET.keras, the file to write. ' + usage)
+        from tf_benchmarks.deploy.keras_export import export_keras_file
+        export_keras_file(args[0], FLAGS.out, model_name)
         return
     if mode == 'export':
         if not FLAGS.out:
@@ -104,6 +120,20 @@ def run_import(path, model_name, usage):
         raise UserError('import: --out %s is the file being imported; name another file' % path)
     from tf_benchmarks.deploy.torch_import import import_torch_file
     import_torch_file(path, FLAGS.out, model_name, image_size=_flag('image_size'),
+                      normalization=_flag('normalization'))
+
+
+def run_import_keras(path, model_name, usage):
+    """`import-keras MODEL.keras --out FILE.hdf5`: a Keras model as a weight file."""
+    if not FLAGS.out:
+        raise UserError('import-keras needs --out FILE.hdf5, the weights file to write. ' + usage)
+    if FLAGS.out == path:
+        raise UserError('import-keras: --out %s is the file being imported; name another file'
+                        % path)
+    if model_name:
+        raise UserError('import-keras takes its network from the Keras file; leave --model out')
+    from tf_benchmarks.deploy.keras_import import import_keras_file
+    import_keras_file(path, FLAGS.out, image_size=_flag('image_size'),
                       normalization=_flag('normalization'))
 
 

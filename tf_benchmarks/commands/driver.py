@@ -1,8 +1,9 @@
 """The shared driver of both methods' command lines: a method describes itself as a `Driver` (its
 script name, presets, settings from flags and a table of modes); `main` checks the command line,
-dispatches `export`, `summary`, `verify`, `report` and `import` to deploy_commands, and runs the method's
-mode with the preset's settings and the model. Every mode that writes the working directory (all
-but `export`, `summary`, `verify` and `import`) runs holding its lock (runs/lock.py; the chief's alone under
+dispatches `export`, `export-keras`, `summary`, `verify`, `report`, `import` and `import-keras` to
+deploy_commands, and runs the method's mode with the preset's settings and the model. Every mode
+that writes the working directory (all but `export`, `export-keras`, `summary`, `verify`, `import`
+and `import-keras`) runs holding its lock (runs/lock.py; the chief's alone under
 several workers). This module imports no method: the drivers pass themselves in."""
 
 import contextlib
@@ -21,7 +22,8 @@ from tf_benchmarks.runs.lock import RunLock
 from tf_benchmarks.runs.record_check import safe_name
 
 FLAGS = flags.FLAGS
-UNLOCKED_MODES = ('export', 'summary', 'verify', 'import')  # they write elsewhere (--out) or nothing
+UNLOCKED_MODES = ('export', 'export-keras', 'summary', 'verify', 'import',
+                  'import-keras')  # they write elsewhere (--out) or nothing
 
 
 def working_directory_lock():

@@ -17,6 +17,8 @@ class FoldedWeights:
     bns: Dict[str, Tuple[np.ndarray, np.ndarray]]
     affines: Dict[int, Tuple[np.ndarray, np.ndarray]]
     folded_bns: frozenset
+    depthwise: Dict[int, Tuple[np.ndarray, Optional[np.ndarray]]] = dataclasses.field(
+        default_factory=dict)  # per depthwise index (kernel, bias or None), as they are
 
 
 def bn_scale_shift(gamma, beta, mean, variance, epsilon):
@@ -26,10 +28,13 @@ def bn_scale_shift(gamma, beta, mean, variance, epsilon):
     return scale, shift
 
 
-def fold_conv_bn(kernel, gamma, beta, mean, variance, epsilon):
-    """An HWIO conv kernel followed by inference-mode BN -> (kernel, bias) of one conv + bias."""
+def fold_conv_bn(kernel, gamma, beta, mean, variance, epsilon, bias=None):
+    """An HWIO conv kernel (and its bias) followed by inference-mode BN -> (kernel, bias) of one
+    conv + bias."""
     scale, shift = bn_scale_shift(gamma, beta, mean, variance, epsilon)
     folded = np.asarray(kernel, np.float64) * scale  # scales the output-channel axis (last)
+    if bias is not None:
+        shift = shift + np.asarray(bias, np.float64) * scale
     return folded.astype(np.float32), shift.astype(np.float32)
 
 
@@ -44,11 +49,13 @@ def fold_batch_norms(trace, weights):
     convs, folded = {}, set()
     for conv in trace.convs:
         kernel = weights[conv.kernel]
+        bias = None if conv.bias is None else np.asarray(weights[conv.bias], np.float32)
         if conv.bn is not None:
-            convs[conv.index] = fold_conv_bn(kernel, *bn_vectors(conv.bn), bns[conv.bn].epsilon)
+            convs[conv.index] = fold_conv_bn(kernel, *bn_vectors(conv.bn), bns[conv.bn].epsilon,
+                                             bias=bias)
             folded.add(conv.bn)
         else:
-            convs[conv.index] = (np.asarray(kernel, np.float32), None)
+            convs[conv.index] = (np.asarray(kernel, np.float32), bias)
     standing = {}
     for scope, bn in bns.items():
         if scope not in folded:
@@ -56,4 +63,7 @@ def fold_batch_norms(trace, weights):
             standing[scope] = (scale.astype(np.float32), shift.astype(np.float32))
     affines = {a.index: (np.asarray(weights[a.kernel], np.float32),
                          np.asarray(weights[a.bias], np.float32)) for a in trace.affines}
-    return FoldedWeights(convs, standing, affines, frozenset(folded))
+    depthwise = {d.index: (np.asarray(weights[d.kernel], np.float32),
+                           None if d.bias is None else np.asarray(weights[d.bias], np.float32))
+                 for d in trace.depthwise}
+    return FoldedWeights(convs, standing, affines, frozenset(folded), depthwise)

@@ -54,6 +54,17 @@ class FoldedBuilder(ConvNetBuilder):
             return y
         return tf.nn.bias_add(y, self._weight(conv.kernel.rsplit('/', 1)[0] + '/bias', bias))
 
+    def _emit_bias(self, x, bias):
+        return x  # a conv's bias is in its folded bias; a depthwise conv adds its own
+
+    def _emit_depthwise(self, x, kernel, strides, mode):
+        layer = self.trace.depthwise[-1]
+        kernel, bias = self.folded.depthwise[layer.index]
+        y = super()._emit_depthwise(x, self._weight(layer.kernel, kernel), strides, mode)
+        if bias is None:
+            return y
+        return tf.nn.bias_add(y, self._weight(layer.kernel.rsplit('/', 1)[0] + '/bias', bias))
+
     def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
         scope = self.trace.bns[-1].scope
         if scope in self.folded.folded_bns:

@@ -24,8 +24,8 @@ def _size(shape):
 
 
 def layer_rows(model, deps, image_size=None, num_classes=None):
-    """One row per conv layer (with the BN right after it), per BN standing alone (DenseNet's
-    pre-activation ones) and per FC layer, in the order the model creates them. FLOPs follow
+    """One row per conv layer (with the BN right after it), per depthwise conv, per BN standing
+    alone (DenseNet's pre-activation ones, those after a depthwise conv) and per FC layer, in the order the model creates them. FLOPs follow
     `flops.count_flops` (the classifier with `flops_num_classes` outputs), parameters
     `flops.count_params`, so the rows add up to both."""
     shape = (image_size, image_size, 3) if image_size else None
@@ -38,13 +38,22 @@ def layer_rows(model, deps, image_size=None, num_classes=None):
     for conv, conv_macs in zip(trace.convs, macs_trace.convs):
         k_h, k_w = conv.kernel_size
         kind = 'conv%dx%d' % (k_h, k_w) + ('/%d' % conv.strides[0] if conv.strides[0] > 1 else '')
-        params = _size(variables[conv.kernel].shape)
+        params = _size(variables[conv.kernel].shape) + (conv.out_channels if conv.bias else 0)
         if conv.bn:
             kind += '+bn'
             params += 2 * conv.out_channels  # gamma, beta
         rows.append(dict(layer='conv%d' % conv.index, name=_scope(conv.kernel), kind=kind,
                          width_in=conv.in_channels, width_out=conv.out_channels,
                          flops=conv_macs.macs, params=params, _at=order[conv.kernel]))
+    for dw, dw_macs in zip(trace.depthwise, macs_trace.depthwise):
+        k_h, k_w = dw.kernel_size
+        rows.append(dict(layer='dw%d' % dw.index, name=dw.kernel.rsplit('/', 1)[0],
+                         kind='dw%dx%d' % (k_h, k_w) + ('/%d' % dw.strides[0]
+                                                       if dw.strides[0] > 1 else ''),
+                         width_in=dw.channels, width_out=dw.channels, flops=dw_macs.macs,
+                         params=_size(variables[dw.kernel].shape) + (dw.channels if dw.bias
+                                                                     else 0),
+                         _at=order[dw.kernel]))
     for bn in trace.bns:
         if bn.scope not in attached:
             rows.append(dict(layer='bn%d' % bn.index, name=bn.scope, kind='bn',

@@ -65,11 +65,12 @@ class ModelSpec:
     @property
     def groups(self):
         """The model's channel groups (the same at every widths)."""
-        if self.name not in _GROUPS:
-            builder = NetworkBuilder()
+        key = (self.name, self.add_inference, self.default_deps)  # imported models share names
+        if key not in _GROUPS:
+            builder = NetworkBuilder(image_shape=(self.image_size, self.image_size, 3))
             self.add_inference(builder, self.default_deps, self.num_classes)
-            _GROUPS[self.name] = builder.trace.groups
-        return _GROUPS[self.name]
+            _GROUPS[key] = builder.trace.groups
+        return _GROUPS[key]
 
     @property
     def scratch_weights(self):

@@ -11,7 +11,12 @@ import contextlib
 import dataclasses
 from typing import List
 
-from tf_benchmarks.network.trace import (BETA, BIAS, BN_ROLES, GAMMA, KERNEL, MOVING_MEAN, MOVING_VARIANCE, SELECT, SUM, AffineLayer, BatchNormLayer, ConvLayer, NetworkTrace, Segment, Slot, TensorSpec, VariableInfo)
+from tf_benchmarks.network.trace import (BETA, BIAS, BN_ROLES, GAMMA, KERNEL, MOVING_MEAN, MOVING_VARIANCE, SELECT, SUM, AffineLayer, BatchNormLayer, ConvLayer, DepthwiseLayer, NetworkTrace, Segment, Slot, TensorSpec, VariableInfo)
+
+# The element-wise activations `activation(...)` and the layers' `activation=` take (None and
+# 'linear' are the identity). hard_sigmoid is relu6(x + 3) / 6 and hard_swish x * hard_sigmoid(x),
+# Keras 3's definitions; swish is x * sigmoid(x).
+ACTIVATIONS = ('relu', 'relu6', 'sigmoid', 'tanh', 'swish', 'hard_sigmoid', 'hard_swish')
 
 
 class Node:
@@ -96,11 +101,15 @@ class NetworkBuilder:
 
     # -- layers ---------------------------------------------------------------------------------
     def conv(self, num_out, k_h, k_w, d_h=1, d_w=1, mode='SAME', input_layer=None,
-             use_batch_norm=True, activation='relu', name=None, kernel_initializer='glorot_uniform'):
-        """k_h x k_w conv (no bias), optional BN, activation. Output channels become a new producer.
+             use_batch_norm=True, activation='relu', name=None, kernel_initializer='glorot_uniform',
+             use_bias=False, bn_name=None, bn_epsilon=None):
+        """k_h x k_w conv (a bias with `use_bias`), optional BN, activation. Output channels
+        become a new producer.
 
-        Default names follow the AOFP builder: `convN/conv2d/kernel`, `convN/batchnormM/...`;
-        with `name=` the kernel is `<name>/kernel`.
+        Default names follow the AOFP builder: `convN/conv2d/kernel` (`convN/conv2d/bias`),
+        `convN/batchnormM/...`; with `name=` the kernel is `<name>/kernel` (`<name>/bias`); with
+        `bn_name=` the BN is `<conv scope>/<bn_name>/...`; `bn_epsilon` is its epsilon (default:
+        the builder's).
         """
         inp = self._input(input_layer)
         counter = self._next('conv')
@@ -120,9 +129,15 @@ class NetworkBuilder:
             self.trace.add_slots(inp.spec.segments, full_kernel, 2, SUM)
             self.trace.slots[index].append(Slot(full_kernel, 3, 0, SELECT))
             tensor = self._emit_conv(self._conv_input(index, inp), kernel, (d_h, d_w), mode)
+            if use_bias:
+                bias_name = 'bias' if name else 'conv2d/bias'
+                bias = self.variable(bias_name, (num_out,), 'zeros', BIAS)
+                self.trace.convs[index].bias = self.full_name(bias_name)
+                self.trace.slots[index].append(Slot(self.full_name(bias_name), 0, 0, SELECT))
+                tensor = self._emit_bias(tensor, bias)
             node = Node(tensor, TensorSpec(out_h, out_w, num_out, (Segment(index, num_out, 0),)))
             if use_batch_norm:
-                node = self.batch_norm(node)
+                node = self.batch_norm(node, name=bn_name, epsilon=bn_epsilon)
                 self.trace.convs[index].bn = self.trace.bns[-1].scope
             node = self.activation(node, activation)
             node = self._after_conv(index, node)
@@ -150,16 +165,63 @@ class NetworkBuilder:
         return self._set_top(Node(tensor, inp.spec))
 
     def activation(self, input_layer=None, activation='relu'):
+        """An element-wise activation of ACTIVATIONS (None or 'linear': the input itself)."""
         inp = self._input(input_layer)
         if activation in (None, 'linear'):
             return self._set_top(inp)
-        if activation != 'relu':
-            raise ValueError('unsupported activation %r' % (activation,))
-        return self.relu(inp)
+        if activation not in ACTIVATIONS:
+            raise ValueError('unsupported activation %r; supported: %s'
+                             % (activation, ', '.join(ACTIVATIONS)))
+        if activation == 'relu':
+            return self.relu(inp)
+        return self._set_top(Node(self._emit_activation(inp.tensor, activation), inp.spec))
 
     def relu(self, input_layer=None):
         inp = self._input(input_layer)
         return self._set_top(Node(self._emit_relu(inp.tensor), inp.spec))
+
+    def depthwise_conv(self, k_h, k_w, d_h=1, d_w=1, mode='SAME', use_bias=False, name=None,
+                       input_layer=None, kernel_initializer='glorot_uniform'):
+        """k_h x k_w depthwise conv (one filter per input channel, depth multiplier 1; a bias
+        with `use_bias`). It is no producer: its output channels keep its input's provenance, and
+        its kernel and bias are SELECT slots of the producers of its input, so removing a
+        producer's channel removes the depthwise channel too. Names `depthwiseN/depthwise_kernel`
+        (`depthwiseN/bias`), or `<name>/...`."""
+        inp = self._input(input_layer)
+        if d_h != d_w:
+            raise ValueError('a depthwise conv takes one stride for both axes, got %d and %d'
+                             % (d_h, d_w))
+        counter = self._next('depthwise')
+        scope = name or 'depthwise%d' % counter
+        c = inp.channels
+        out_h = _out_size(inp.spec.height, k_h, d_h, mode)
+        out_w = _out_size(inp.spec.width, k_w, d_w, mode)
+        with self.variable_scope(scope):
+            kernel = self.variable('depthwise_kernel', (k_h, k_w, c, 1), kernel_initializer,
+                                   KERNEL)
+            full_kernel = self.full_name('depthwise_kernel')
+            self.trace.add_slots(inp.spec.segments, full_kernel, 2, SELECT)
+            layer = DepthwiseLayer(len(self.trace.depthwise), full_kernel, None, c, (k_h, k_w),
+                                   (out_h, out_w), k_h * k_w * c * out_h * out_w, (d_h, d_w), mode)
+            self.trace.depthwise.append(layer)
+            tensor = self._emit_depthwise(inp.tensor, kernel, (d_h, d_w), mode)
+            if use_bias:
+                bias = self.variable('bias', (c,), 'zeros', BIAS)
+                layer.bias = self.full_name('bias')
+                self.trace.add_slots(inp.spec.segments, layer.bias, 0, SELECT)
+                tensor = self._emit_bias(tensor, bias)
+        spec = dataclasses.replace(inp.spec, height=out_h, width=out_w)
+        return self._set_top(Node(tensor, spec))
+
+    def pad(self, top, bottom, left, right, input_layer=None):
+        """Zero padding of the spatial axes (Keras' ZeroPadding2D)."""
+        inp = self._input(input_layer)
+        if min(top, bottom, left, right) < 0:
+            raise ValueError('padding must be non-negative, got %r' % ((top, bottom, left, right),))
+        spec = dataclasses.replace(inp.spec, height=inp.spec.height + top + bottom,
+                                   width=inp.spec.width + left + right)
+        return self._set_top(Node(self._emit_pad(inp.tensor, ((top, bottom), (left, right))),
+                                  spec))
 
     def mpool(self, k_h, k_w, d_h=2, d_w=2, mode='VALID', input_layer=None):
         return self._pool('max', k_h, k_w, d_h, d_w, mode, input_layer)
@@ -282,7 +344,19 @@ class NetworkBuilder:
     def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
         return None
 
+    def _emit_bias(self, x, bias):
+        return None
+
+    def _emit_depthwise(self, x, kernel, strides, mode):
+        return None
+
+    def _emit_pad(self, x, paddings):
+        return None
+
     def _emit_relu(self, x):
+        return None
+
+    def _emit_activation(self, x, activation):
         return None
 
     def _emit_pool(self, kind, x, ksize, strides, mode):

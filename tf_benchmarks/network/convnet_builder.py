@@ -17,6 +17,27 @@ _INITIALIZERS = {
 }
 
 
+def activate(x, activation):
+    """One of builder.ACTIVATIONS (or None / 'linear', the identity) as tf.nn ops."""
+    if activation in (None, 'linear'):
+        return x
+    if activation == 'relu':
+        return tf.nn.relu(x)
+    if activation == 'relu6':
+        return tf.nn.relu6(x)
+    if activation == 'sigmoid':
+        return tf.nn.sigmoid(x)
+    if activation == 'tanh':
+        return tf.nn.tanh(x)
+    if activation == 'swish':
+        return tf.nn.silu(x)
+    if activation == 'hard_sigmoid':
+        return tf.clip_by_value(x / 6.0 + 0.5, 0.0, 1.0)
+    if activation == 'hard_swish':
+        return x * tf.clip_by_value(x / 6.0 + 0.5, 0.0, 1.0)
+    raise ValueError('unsupported activation %r' % (activation,))
+
+
 def variable_name(var):
     """A variable's name without ':0' ('conv0/kernel'), the same for every copy a tf.distribute
     strategy makes of it."""
@@ -93,8 +114,29 @@ class ConvNetBuilder(NetworkBuilder):
                                          epsilon=epsilon, is_training=False)
         return y
 
+    def _emit_bias(self, x, bias):
+        return tf.nn.bias_add(x, bias)
+
+    def _emit_depthwise(self, x, kernel, strides, mode):
+        """tf.nn.depthwise_conv2d in float32; SAME_RESNET as in conv2d."""
+        if mode == 'SAME_RESNET':
+            if strides == (1, 1):
+                mode = 'SAME'
+            else:
+                k_h, k_w = kernel.shape.as_list()[:2]
+                x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2],
+                               [0, 0]])
+                mode = 'VALID'
+        return tf.nn.depthwise_conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
+
+    def _emit_pad(self, x, paddings):
+        return tf.pad(x, [[0, 0], list(paddings[0]), list(paddings[1]), [0, 0]])
+
     def _emit_relu(self, x):
         return tf.nn.relu(x)
+
+    def _emit_activation(self, x, activation):
+        return activate(x, activation)
 
     def _emit_pool(self, kind, x, ksize, strides, mode):
         """SAME_RESNET: PyTorch's symmetric padding, (k-1)//2 before and k//2 after (with -inf for

@@ -67,6 +67,21 @@ class ConvLayer:
     padding: str = 'SAME'
     activation: Optional[str] = 'relu'
     bn: Optional[str] = None  # scope of the BN that directly follows this conv, if any
+    bias: Optional[str] = None  # the conv's bias variable, if it has one
+
+
+@dataclasses.dataclass
+class DepthwiseLayer:
+    """A depthwise conv (depth multiplier 1): `channels` in and out, no producer of its own."""
+    index: int
+    kernel: str
+    bias: Optional[str]
+    channels: int
+    kernel_size: Tuple[int, int]
+    out_hw: Tuple[int, int]
+    macs: int
+    strides: Tuple[int, int] = (1, 1)
+    padding: str = 'SAME'
 
 
 @dataclasses.dataclass
@@ -113,6 +128,7 @@ class NetworkTrace:
         self.convs: List[ConvLayer] = []
         self.bns: List[BatchNormLayer] = []
         self.affines: List[AffineLayer] = []
+        self.depthwise: List[DepthwiseLayer] = []
         self.slots: Dict[int, List[Slot]] = collections.defaultdict(list)
         self._parent: Dict[int, int] = {}  # union-find over conv indices, joined by `add`
 
@@ -165,7 +181,8 @@ class NetworkTrace:
 
     @property
     def macs(self):
-        return sum(c.macs for c in self.convs) + sum(a.macs for a in self.affines)
+        return sum(c.macs for c in self.convs) + sum(a.macs for a in self.affines) + \
+            sum(d.macs for d in self.depthwise)
 
     @property
     def num_params(self):
