@@ -62,6 +62,14 @@ def layer_rows(model, deps, image_size=None, num_classes=None):
     return rows
 
 
+# (the count as built, the other count) of models counted two ways
+_CONVENTION_NOTES = {
+    'resnet_paper': ('torchvision\'s convention, the stride on the 3x3',
+                     'the ResNet paper\'s (the stride on the first 1x1)'),
+    'projection_2x2': ('the stride-2 projections as 1x1 convs',
+                       'the authors\' script\'s (projection_2x2: the projections as 2x2 convs)')}
+
+
 def _removed(value, base):
     return None if not base else 1.0 - value / float(base)
 
@@ -83,14 +91,15 @@ def summarize(model, deps, base_deps=None, path=None, base_path=None, image_size
     total['flops_removed'] = _removed(total['flops'], total['base_flops'])
     total['params_removed'] = _removed(total['params'], total['base_params'])
     notes = []
-    if model.v1_strided_layers:
-        paper = flops.count_flops(model, deps, 'resnet_paper', image_size)
-        total['flops_resnet_paper'] = paper
-        total['flops_removed_resnet_paper'] = flops.flops_pruned_ratio(
-            model, deps, base_deps, 'resnet_paper', image_size)
-        notes.append('FLOPs as built (torchvision\'s convention, the stride on the 3x3); under '
-                     'the ResNet paper\'s (the stride on the first 1x1): {:,}, {:.1f}% '
-                     'removed'.format(paper, 100 * total['flops_removed_resnet_paper']))
+    other = flops.alternative(model)
+    if other:
+        count = flops.count_flops(model, deps, other, image_size)
+        total['flops_' + other] = count
+        total['flops_removed_' + other] = flops.flops_pruned_ratio(model, deps, base_deps, other,
+                                                                   image_size)
+        built, counted = _CONVENTION_NOTES[other]
+        notes.append('FLOPs as built ({}); under {}: {:,}, {:.1f}% removed'.format(
+            built, counted, count, 100 * total['flops_removed_' + other]))
     if image_size and image_size != model.image_size:
         notes.append('at %dx%d images (the file\'s input), not %dx%d'
                      % (image_size, image_size, model.image_size, model.image_size))

@@ -25,16 +25,33 @@ def structure(model, widths, base_widths, image_size=None):
     FLOPs at `image_size` (the run's input; default the model's)."""
     f, p = flops.count_flops(model, widths, image_size=image_size), \
         flops.count_params(model, widths)
-    return dict(widths=[int(w) for w in widths], flops=f, params=p,
-                flops_removed=_removed(f, flops.count_flops(model, base_widths,
-                                                            image_size=image_size)),
-                params_removed=_removed(p, flops.count_params(model, base_widths)))
+    out = dict(widths=[int(w) for w in widths], flops=f, params=p,
+               flops_removed=_removed(f, flops.count_flops(model, base_widths,
+                                                           image_size=image_size)),
+               params_removed=_removed(p, flops.count_params(model, base_widths)))
+    out.update(other_flops(model, widths, base_widths, image_size))
+    return out
+
+
+def other_flops(model, widths, base_widths, image_size=None):
+    """For models counted two ways (flops.alternative), `flops_<convention>` and
+    `flops_removed_<convention>` of the other count; {} for the others."""
+    other = flops.alternative(model)
+    if other is None:
+        return {}
+    f = flops.count_flops(model, widths, other, image_size)
+    return {'flops_' + other: f, 'flops_removed_' + other: _removed(
+        f, flops.count_flops(model, base_widths, other, image_size))}
 
 
 def base_entry(model, path, widths, image_size=None):
-    return dict(file=path, widths=[int(w) for w in widths],
-                flops=flops.count_flops(model, widths, image_size=image_size),
-                params=flops.count_params(model, widths))
+    out = dict(file=path, widths=[int(w) for w in widths],
+               flops=flops.count_flops(model, widths, image_size=image_size),
+               params=flops.count_params(model, widths))
+    other = flops.alternative(model)
+    if other:
+        out['flops_' + other] = flops.count_flops(model, widths, other, image_size)
+    return out
 
 
 def evaluation(model, path, widths, base_widths, result, image_size=None):
