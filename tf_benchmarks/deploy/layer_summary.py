@@ -1,6 +1,7 @@
 """`summary`: a per-layer table of a weights file (layer, kind, widths in and out, FLOPs, parameters,
-and the share of each removed against a base), with totals equal to `flops.py`'s counts, as text or
-JSON."""
+and the share of each removed against a base), with totals equal to `flops.py`'s counts, and the
+top-1s the working directory recorded for the file and its base (evaluations, checked exports), as
+text or JSON."""
 
 import json
 
@@ -122,8 +123,12 @@ def summarize_file(path, base_path=None, model_name=None):
             raise UserError('--base %s holds a %s, but %s holds a %s; compare files of one model'
                             % (base_path, base.model.name, path, mf.model.name))
         base_deps = base.deps
+    from tf_benchmarks.deploy import recorded_accuracy
+    accuracy = dict(file=recorded_accuracy.recorded(path),
+                    base=recorded_accuracy.recorded(base_path) if base_path else None)
     return dict(summarize(mf.model, mf.deps, base_deps, path, base_path,
-                          mf.input_spec.image_size, mf.num_classes), masked=mf.masked)
+                          mf.input_spec.image_size, mf.num_classes), masked=mf.masked,
+                accuracy=accuracy)
 
 
 def _percent(share):
@@ -152,8 +157,14 @@ def format_table(summary):
         return '  '.join(c.ljust(w) if i < left else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     rule = '-' * len(fmt(columns))
+    accuracy = []
+    if summary.get('accuracy'):
+        from tf_benchmarks.deploy import recorded_accuracy
+        accuracy = recorded_accuracy.format_lines(base['file'], summary['accuracy']['base'],
+                                                  summary['file'], summary['accuracy']['file'])
     return '\n'.join(head + [fmt(columns), rule] + [fmt(l) for l in lines[:-1]] +
-                     [rule, fmt(lines[-1])] + ['note: ' + n for n in summary['notes']]) + '\n'
+                     [rule, fmt(lines[-1])] + ['note: ' + n for n in summary['notes']] +
+                     accuracy) + '\n'
 
 
 def format_json(summary):
