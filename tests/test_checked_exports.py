@@ -22,6 +22,11 @@ from tf_benchmarks.data import input_pipeline, records
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 VC_DEPS = [4, 4, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8, 8]
 ONNX = all(importlib.util.find_spec(p) for p in ('tf2onnx', 'onnx', 'onnxruntime'))
+BAD_CASES = [(['export', 'vc.hdf5', '--out', 'bad1', '--int8', '--int8_images', '0'],
+              '--int8_images must be between 1 and'),
+             (['export', 'vc.hdf5', '--out', 'bad2', '--int8_images', '5'],
+              '--int8_images is a flag of export --int8'),
+             (['summary', 'vc.hdf5', '--int8'], '--int8 is a flag of export, not of summary')]
 
 
 @pytest.fixture(scope='module')
@@ -34,16 +39,21 @@ def exported(tmp_path_factory, synthetic_dir):
     result = run_script(AOFP, ['export', 'vc.hdf5', '--out', 'vc_out', '--int8',
                                '--int8_images', '64', '--data_dir', synthetic_dir] +
                         (['--onnx'] if ONNX else []), work)
+    # summary and the refused commands, in one driver process
+    cases = [['summary', 'vc.hdf5']] + [c for c, _ in BAD_CASES] + \
+        ([] if ONNX else [['export', 'vc.hdf5', '--out', 'bad4', '--onnx', '--data_dir',
+                           synthetic_dir]])
+    outcomes = run_driver_cases(AOFP, [(work, c) for c in cases])
     images, labels = input_pipeline.load_split(records.split_path(synthetic_dir, 'test'))
     np.savez(work / 'images.npz', images=images)
     subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'load_exported.py'),
                     str(work / 'images.npz'), str(work / 'logits.npz'), str(work / 'vc_out')],
                    check=True, capture_output=True)
-    return work, result, dict(np.load(work / 'logits.npz')), labels
+    return work, result, dict(np.load(work / 'logits.npz')), labels, outcomes
 
 
 def test_int8_file_is_integer_and_tracks_the_float_model(exported):
-    work, result, logits, labels = exported
+    work, result, logits, labels, outcomes = exported
     assert 'model_int8.tflite' in result.stdout and 'int8 TFLite' in result.stdout
     assert list(logits['int8_0_types']) == ['int8', 'int8']
     float_logits, int8_logits = logits['saved0_logits'], logits['int8_0_logits']
@@ -71,14 +81,15 @@ def test_int8_file_is_integer_and_tracks_the_float_model(exported):
     document = json.loads((work / 'results.json').read_text())
     assert document['runs'] == {} and [e['out'] for e in document['exports']] == ['vc_out']
     assert document['exports'][0]['top1'] == check['top1']
-    summary = run_script(AOFP, ['summary', 'vc.hdf5'], work).stdout
+    assert outcomes[0]['code'] == 0, outcomes[0]
+    summary = outcomes[0]['stdout']
     assert 'int8 TFLite %.2f%%' % (100 * check['top1']['tflite_int8']) in summary, summary
 
 
 @pytest.mark.skipif(not ONNX, reason='tf2onnx, onnx and onnxruntime are not installed '
                                      '(pip install -e \'.[onnx]\')')
 def test_onnx_file_reproduces_the_saved_model(exported):
-    work, _, logits, labels = exported
+    work, _, logits, labels, _ = exported
     reference, onnx_logits = logits['saved0_logits'], logits['onnx0_logits']
     difference = np.abs(onnx_logits - reference).max() / np.abs(reference).max()
     assert difference <= 1e-4
@@ -87,18 +98,35 @@ def test_onnx_file_reproduces_the_saved_model(exported):
     assert check['top1']['onnx'] == np.mean(onnx_logits.argmax(1) == labels)
 
 
-def test_bad_export_flags_are_one_error_line(exported, synthetic_dir):
-    work = exported[0]
-    cases = [['export', 'vc.hdf5', '--out', 'bad1', '--int8', '--int8_images', '0'],
-             ['export', 'vc.hdf5', '--out', 'bad2', '--int8_images', '5'],
-             ['summary', 'vc.hdf5', '--int8']]
-    expected = ['--int8_images must be between 1 and', '--int8_images is a flag of export --int8',
-                '--int8 is a flag of export, not of summary']
-    if not ONNX:
-        cases.append(['export', 'vc.hdf5', '--out', 'bad3', '--onnx', '--data_dir',
-                      synthetic_dir])
-        expected.append("pip install -e '.[onnx]'")
-    for outcome, message in zip(run_driver_cases(AOFP, [(work, c) for c in cases]), expected):
+def test_bad_export_flags_are_one_error_line(exported):
+    work, outcomes = exported[0], exported[4][1:]
+    expected = [m for _, m in BAD_CASES] + ([] if ONNX else ["pip install -e '.[onnx]'"])
+    assert len(outcomes) == len(expected)
+    for outcome, message in zip(outcomes, expected):
         errors = error_lines(outcome['stderr'])
         assert outcome['code'] == 2 and len(errors) == 1 and message in errors[0], outcome
     assert not [p for p in work.iterdir() if p.name.startswith(('bad', '.bad'))]
+
+
+def test_folded_graph_has_only_int8_quantizable_ops():
+    """TFLite runs AddN in float inside an int8 model and its XNNPACK delegate cannot prepare an
+    int8 pad of -inf: the export graph adds pairwise and pads a max-pool after a ReLU with zeros,
+    and computes the same logits (sres50: stem max-pool, projections, adds)."""
+    import tensorflow.compat.v1 as tf
+    from tf_benchmarks.deploy.export import build_inference_graph
+    from tf_benchmarks.engine.evaluation import predict_logits
+    from tf_benchmarks.network.input_spec import InputSpec
+    model = get_model('sres50')
+    deps = [max(1, d // 16) for d in model.default_deps]
+    weights = random_weights(model.trace(deps), 3)
+    images = np.random.default_rng(4).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    reference = predict_logits(model, deps, weights, images / np.float32(127.5) - 1)
+    graph, inputs, logits, _, builder = build_inference_graph(model, deps, weights,
+                                                              spec=InputSpec(32))
+    types = [op.type for op in graph.get_operations()]
+    assert 'AddN' not in types and 'PadV2' not in types and types.count('AddV2') >= 16
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        sess.run(tf.global_variables_initializer())
+        builder.load(sess)
+        folded = sess.run(logits, {inputs: images})
+    assert np.abs(folded - reference).max() <= 1e-4 * np.abs(reference).max()

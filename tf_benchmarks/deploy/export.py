@@ -72,6 +72,23 @@ class FoldedBuilder(ConvNetBuilder):
         scale, shift = self.folded.bns[scope]
         return x * self._weight(scope + '/scale', scale) + self._weight(scope + '/shift', shift)
 
+    def _emit_pool(self, kind, x, ksize, strides, mode):
+        if kind == 'max' and mode == 'SAME_RESNET' and x.op.type == 'Relu':
+            # after a ReLU, zeros pad a max-pool exactly as -inf does (every window holds a value
+            # >= 0), and TFLite's XNNPACK delegate cannot prepare an int8 PADV2 of -inf
+            k_h, k_w = ksize
+            x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2], [0, 0]])
+            return tf.nn.max_pool(x, [1, k_h, k_w, 1], [1, strides[0], strides[1], 1], 'VALID')
+        return super()._emit_pool(kind, x, ksize, strides, mode)
+
+    def _emit_add(self, xs):
+        # pairwise Add, not AddN: TFLite quantizes ADD to int8 but runs ADD_N in float between a
+        # dequantize and a quantize, which its XNNPACK delegate then fails to prepare
+        total = xs[0]
+        for x in xs[1:]:
+            total = tf.add(total, x)
+        return total
+
     def _emit_affine(self, x, kernel, bias):
         layer = self.trace.affines[-1]
         kernel, bias = self.folded.affines[layer.index]
@@ -123,16 +140,15 @@ def _script(name):
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
 
 
-def _convert_tflite(saved_model_dir, out_file, representative=None):
+def _convert_tflite(saved_model_dir, out_file, int8=None):
     """tflite_convert.py in a fresh process: in the drivers' graph mode the converter would drop
-    the signature. With `representative` (an .npy of float32 pixels), full-integer quantization."""
+    the signature. `int8`: (the float-pixel SavedModel, its out file, an .npy of float32 pixels)
+    for the full-integer conversion, in the same process."""
     result = subprocess.run([sys.executable, _script('tflite_convert.py'), saved_model_dir,
-                             out_file] + ([representative] if representative else []),
-                            capture_output=True, text=True)
+                             out_file] + list(int8 or ()), capture_output=True, text=True)
     if result.returncode != 0:
-        raise UserError('the %sTFLite conversion of %s failed:\n%s'
-                        % ('int8 ' if representative else '', saved_model_dir,
-                           result.stderr.strip()[-3000:]))
+        raise UserError('the TFLite conversion of %s failed:\n%s'
+                        % (saved_model_dir, result.stderr.strip()[-3000:]))
     if result.stderr.strip():
         sys.stderr.write(result.stderr)
 
@@ -224,14 +240,16 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print, int8=Fa
                      'probabilities': 'softmax of the logits'},
             batch_norm='folded into the preceding convolutions; others as scale and shift')
         info.update(results.other_flops(mf.model, mf.deps, mf.model.default_deps, size))
-        if tflite:
-            _convert_tflite(tmp, os.path.join(tmp, TFLITE_FILE))
-            info['tflite'] = TFLITE_FILE
         if int8:
             npy = os.path.join(work, 'representative.npy')
             np.save(npy, representative.astype(np.float32))
-            _convert_tflite(os.path.join(work, 'float_pixels'), os.path.join(tmp, INT8_FILE), npy)
-            info['tflite_int8'] = INT8_FILE
+            _convert_tflite(tmp, os.path.join(tmp, TFLITE_FILE),
+                            (os.path.join(work, 'float_pixels'), os.path.join(tmp, INT8_FILE), npy))
+            info['tflite'], info['tflite_int8'] = TFLITE_FILE, INT8_FILE
+        elif tflite:
+            _convert_tflite(tmp, os.path.join(tmp, TFLITE_FILE))
+            info['tflite'] = TFLITE_FILE
+        if int8:
             info['int8'] = dict(
                 representative_images=int(len(representative)),
                 representative='the first %d images of the training split, as evaluation input'

@@ -5,7 +5,10 @@ float32 pixels, 0..255, [N, S, S, 3]), the conversion is full-integer post-train
 a SavedModel taking float32 pixels: int8 kernels (per channel) and activations, TFLITE_BUILTINS_INT8
 only, int8 input and outputs.
 
-    python tf_benchmarks/deploy/tflite_convert.py SAVED_MODEL_DIR OUT.tflite [REPRESENTATIVE.npy]
+    python tf_benchmarks/deploy/tflite_convert.py SAVED_MODEL_DIR OUT.tflite \
+        [FLOAT_PIXELS_SAVED_MODEL_DIR OUT_INT8.tflite REPRESENTATIVE.npy]
+
+(the second conversion, int8, in the same process, which saves a TensorFlow start-up).
 """
 
 import os
@@ -54,6 +57,8 @@ def convert(saved_model_dir, out_file, signature='serving_default', representati
 
 
 if __name__ == '__main__':
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) not in (3, 6):
         sys.exit(__doc__)
-    convert(sys.argv[1], sys.argv[2], representative=sys.argv[3] if len(sys.argv) == 4 else None)
+    convert(sys.argv[1], sys.argv[2])
+    if len(sys.argv) == 6:
+        convert(sys.argv[3], sys.argv[4], representative=sys.argv[5])
