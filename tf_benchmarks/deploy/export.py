@@ -286,10 +286,11 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print, int8=Fa
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     files = [TFLITE_FILE] * tflite + [INT8_FILE] * int8 + [ONNX_FILE] * onnx
-    log('exported %s (%s, widths %s%s, %d FLOPs) to %s: SavedModel, signature %s (images uint8 '
+    log('exported %s (%s, widths %s%s, %d FLOPs%s) to %s: SavedModel, signature %s (images uint8 '
         '[N,%d,%d,3] -> logits, probabilities)%s'
         % (path, mf.model.name, list(mf.deps), ', masked filters removed' if mf.masked else '',
-           info['flops'], out_dir, SIGNATURE, size, size,
+           info['flops'], flops.other_convention(mf.model, mf.deps, size), out_dir, SIGNATURE,
+           size, size,
            ', and %s' % ', '.join(files) if files else ''))
     if checked:
         log(check_line(info['check']))
