@@ -17,7 +17,9 @@ setup(
         'scikit-learn',
         'matplotlib',
     ],
-    extras_require={'test': ['pytest', 'pytest-xdist']},
+    # `export --onnx`; the versions tested with tensorflow 2.21, numpy 2.4 and protobuf 7.36
+    extras_require={'test': ['pytest', 'pytest-xdist'],
+                    'onnx': ['tf2onnx>=1.17.0', 'onnx>=1.23.2', 'onnxruntime>=1.32.0']},
     entry_points={'console_scripts': [
         'aofp-standalone=aofp.aofp_standalone:run',
         'csgd-standalone=csgd.csgd_standalone:run',

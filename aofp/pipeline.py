@@ -267,6 +267,12 @@ class AofpPruning:
         return flops.flops_pruned_ratio(self.model, deps, self.base_deps, self.s.flops_convention,
                                         self.spec.image_size)
 
+    def other_flops_pruned(self, deps):
+        """` (projection_2x2: 41.2%)`: the share removed under the model's other FLOPs convention,
+        to follow flops_pruned(deps) in the search's lines; '' for models counted one way."""
+        return flops.other_removed(self.model, deps, self.base_deps, self.s.flops_convention,
+                                   self.spec.image_size)
+
     def search(self, k, target, start_file, tuned):
         self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
                  % (k, 100 * target, start_file))
@@ -277,7 +283,8 @@ class AofpPruning:
                             self.s.search_start_step,
                             lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target)
         hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
-                          self.s.remain_log_steps, self.s.save_per_moves)
+                          self.s.remain_log_steps, self.s.save_per_moves,
+                          lambda widths: self.other_flops_pruned(self.deps_of(deps, widths)))
         trainer = Trainer(self.model, deps, self.data_dir, search_config(self.s, self.num_examples),
                           self.prefix(k) + '_train', init_weights=start.weights,
                           method=search_method(self.target_layers, hook), log=self.log,
@@ -287,9 +294,10 @@ class AofpPruning:
         if not workers.writes_files():  # another worker's part ends with the training
             return
         if not search.terminated:
-            hook.log('search stopped after %d steps at %.1f%% of FLOPs removed, short of the '
+            hook.log('search stopped after %d steps at %.1f%% of FLOPs removed%s, short of the '
                      'target %.0f%% (raise --search_max_epochs or --metric_limit)'
-                     % (result.step, 100 * search.flops_pruned(search.widths), 100 * target))
+                     % (result.step, 100 * search.flops_pruned(search.widths),
+                        self.other_flops_pruned(self.deps_of(deps, search.widths)), 100 * target))
         hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks(), self.stored_spec)
         tuned_file = hdf5_io.read_hdf5(tuned)
         return self._log_eval(k, 'tuned', tuned, tuned_file, 9,
@@ -348,6 +356,10 @@ class AofpPruning:
                                   path)
         widths = self._widths(weight_file)
         note = '%s, flops_pruned=%.4f' % (comment or 'deps=%s' % widths, self.flops_pruned(widths))
+        other = flops.other_of(self.model, self.s.flops_convention)
+        if other:
+            note += ', flops_pruned_%s=%.4f' % (other, flops.flops_pruned_ratio(
+                self.model, widths, self.base_deps, other, self.spec.image_size))
         log_important(record_line(self.model.name, path, result, note, loss_decimals),
                       OVERALL_LOG)
         return results.stage_result(

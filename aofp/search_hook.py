@@ -10,8 +10,12 @@ from tf_benchmarks.engine.hooks import TrainHook
 
 
 class SearchHook(TrainHook):
-    def __init__(self, search, target_layers, log_file, remain_log_steps=5000, save_per_moves=10):
+    def __init__(self, search, target_layers, log_file, remain_log_steps=5000, save_per_moves=10,
+                 flops_note=None):
+        """flops_note(widths): text after the FLOPs share of the progress line (the share under
+        the model's other FLOPs convention), or None."""
         self.search = search
+        self.flops_note = flops_note
         self.target_layers = list(target_layers)
         self.log_file = log_file
         self.remain_log_steps = remain_log_steps
@@ -76,8 +80,9 @@ class SearchHook(TrainHook):
 
     def status(self):
         widths = self.search.widths
-        return 'deps %s  FLOPs -%.1f%%  moves %d' % (widths, 100 * self.search.flops_pruned(widths),
-                                                     self.search.num_moves)
+        return 'deps %s  FLOPs -%.1f%%%s  moves %d' % (
+            widths, 100 * self.search.flops_pruned(widths),
+            self.flops_note(widths) if self.flops_note else '', self.search.num_moves)
 
     def masks(self):
         return dict(zip(self.target_layers, self.search.masks))

@@ -185,8 +185,14 @@ class PruningRun:
     def log_structure(self, origin, target):
         before = flops.count_flops(self.model, origin, image_size=self.image_size())
         after = flops.count_flops(self.model, target, image_size=self.image_size())
-        self.log('target structure %s: FLOPs %d -> %d (%.2f%% removed), params %d -> %d, deps %s'
-                 % (self.s.target_deps, before, after, 100 * (1 - after / before),
+        other = flops.other_of(self.model)
+        if other:  # the model's other count in parentheses
+            o_before, o_after = (flops.count_flops(self.model, d, other, self.image_size())
+                                 for d in (origin, target))
+            other = ' (%s: %d -> %d, %.2f%% removed)' % (other, o_before, o_after,
+                                                          100 * (1 - o_after / o_before))
+        self.log('target structure %s: FLOPs %d -> %d (%.2f%% removed)%s, params %d -> %d, deps %s'
+                 % (self.s.target_deps, before, after, 100 * (1 - after / before), other or '',
                     flops.count_params(self.model, origin), flops.count_params(self.model, target),
                     list(target)))
 

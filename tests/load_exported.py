@@ -1,7 +1,9 @@
 """Test helper, run as a fresh process (TensorFlow 2 in eager mode, nothing of this project but its
 quiet import): loads every exported directory given with `tf.saved_model.load` and, where it has
-one, its model.tflite with the TFLite interpreter, runs uint8 images through both, and saves the
-logits and probabilities. Usage: python load_exported.py IMAGES.npz OUT.npz DIR...
+them, its model.tflite and model_int8.tflite with the TFLite interpreter and its model.onnx with
+ONNX Runtime, runs uint8 images through each (the int8 file's input quantized and its logits
+dequantized with the file's scales and zero points), and saves the logits and probabilities (and
+the int8 file's input and output types). Usage: python load_exported.py IMAGES.npz OUT.npz DIR...
 """
 
 import os
@@ -34,6 +36,26 @@ def main():
             runner = interpreter.get_signature_runner('serving_default')
             result = runner(images=images)
             out['tflite%d_logits' % i] = result['logits']
+        int8 = os.path.join(directory, 'model_int8.tflite')
+        if os.path.exists(int8):
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                interpreter = tf.lite.Interpreter(model_path=int8)
+            runner = interpreter.get_signature_runner('serving_default')
+            source = runner.get_input_details()['images']
+            target = runner.get_output_details()['logits']
+            scale, zero = source['quantization']
+            q = np.clip(np.round(images / scale) + zero, -128, 127).astype(source['dtype'])
+            logits = runner(images=q)['logits']
+            out['int8_%d_types' % i] = np.array([np.dtype(source['dtype']).name,
+                                                 np.dtype(logits.dtype).name])
+            scale, zero = target['quantization']
+            out['int8_%d_logits' % i] = (logits.astype(np.float32) - zero) * scale
+        onnx = os.path.join(directory, 'model.onnx')
+        if os.path.exists(onnx):
+            import onnxruntime
+            session = onnxruntime.InferenceSession(onnx, providers=['CPUExecutionProvider'])
+            out['onnx%d_logits' % i] = session.run(['logits'], {'images': images})[0]
     np.savez(sys.argv[2], **out)
 
 

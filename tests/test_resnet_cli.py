@@ -2,6 +2,7 @@
 --model src56`, C-SGD over an iterative schedule (every channel group collapsed, trimming changes no
 logit), AOFP on the internal layers (tuned == pruned), and the files in the original key format."""
 
+import json
 import os
 
 import h5py
@@ -16,6 +17,7 @@ from helpers import random_images, run_script
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.engine.evaluation import predict_logits
 from tf_benchmarks.models.registry import get_model
+from tf_benchmarks.network import flops
 
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 CSGD = os.path.join(REPO, 'csgd', 'csgd_standalone.py')
@@ -61,6 +63,15 @@ def test_csgd1_over_two_iterations_trims_tied_groups_exactly(base, synthetic_dir
         assert np.abs(trimmed - full).max() <= 1e-3 * np.abs(full).max()
     assert hdf5_io.read_hdf5(str(base / 'src56_csgd1_itr1_sted.hdf5')).deps == tuple(
         d * 3 // 4 for d in NARROW)
+    # both FLOPs counts of the structure (the projections as built and as 2x2 convs)
+    target = [d * 3 // 4 for d in NARROW]
+    counts = [(flops.count_flops(src56, d), flops.count_flops(src56, d, 'projection_2x2'))
+              for d in (NARROW, target)]
+    structure = [l for l in log if 'target structure 3/4' in l][0]
+    assert 'FLOPs %d -> %d' % (counts[0][0], counts[1][0]) in structure
+    assert '(projection_2x2: %d -> %d, ' % (counts[0][1], counts[1][1]) in structure, structure
+    entry = json.loads((base / 'results.json').read_text())['runs']['csgd1']['iterations'][0]
+    assert entry['trimmed']['flops_projection_2x2'] == counts[1][1]
 
 
 def test_aofp_prune_on_the_internal_layers(base, synthetic_dir):
@@ -78,5 +89,7 @@ def test_aofp_prune_on_the_internal_layers(base, synthetic_dir):
     assert list(pruned.deps) == expected and expected != NARROW
     lines = (base / 'bds_overall_logs.txt').read_text().splitlines()
     assert len(lines) == 3 and lines[0].startswith('src56,bds_exps/src56_reproduce_itr0_tuned')
+    other = flops.flops_pruned_ratio(get_model('src56'), expected, NARROW, 'projection_2x2')
+    assert 'flops_pruned_projection_2x2=%.4f' % other in lines[1], lines[1]
     top1 = [l.split('top1=')[1].split(',')[0] for l in lines]
     assert top1[0] == top1[1]

@@ -1,7 +1,7 @@
-"""The modes both drivers share for using their results: `export FILE.hdf5 --out DIR [--tflite]`,
-`export-keras FILE.hdf5 --out NET.keras`, `summary FILE.hdf5 [--base BASE.hdf5] [--json]`,
-`verify A.hdf5 B.hdf5` and `report`, and for bringing in a start: `import FILE.pth --out FILE.hdf5`
-(torchvision's ResNet-50) and `import-keras MODEL.keras --out FILE.hdf5`; their flags (with
+"""The modes both drivers share for using their results: `export FILE.hdf5 --out DIR [--tflite]
+[--int8] [--onnx]`, `export-keras FILE.hdf5 --out NET.keras`, `summary FILE.hdf5 [--base BASE.hdf5]
+[--json]`, `verify A.hdf5 B.hdf5` and `report`, and for bringing in a start: `import FILE.pth --out
+FILE.hdf5` (torchvision's ResNet-50) and `import-keras MODEL.keras --out FILE.hdf5`; their flags (with
 --verify_images and --verify_tolerance, which the methods' cuts use too) and one dispatch
 function."""
 
@@ -14,13 +14,14 @@ from tf_benchmarks.engine import cut_check
 
 FLAGS = flags.FLAGS
 MODES = ('export', 'export-keras', 'summary', 'verify', 'report', 'import', 'import-keras')
-USAGE = ('export FILE.hdf5 --out DIR [--tflite] | export-keras FILE.hdf5 --out NET.keras | '
-         'summary FILE.hdf5 [--base BASE.hdf5] [--json] | '
+USAGE = ('export FILE.hdf5 --out DIR [--tflite] [--int8 [--int8_images N]] [--onnx] | '
+         'export-keras FILE.hdf5 --out NET.keras | summary FILE.hdf5 [--base BASE.hdf5] [--json] | '
          'verify A.hdf5 B.hdf5 [--verify_images N] | report | '
          'import FILE.pth --out FILE.hdf5 [--model sres50] | '
          'import-keras MODEL.keras --out FILE.hdf5')
 # The modes each of these flags belongs to.
 FLAG_MODES = {'out': ('export', 'export-keras', 'import', 'import-keras'), 'tflite': ('export',),
+              'int8': ('export',), 'int8_images': ('export',), 'onnx': ('export',),
               'base': ('summary',), 'json': ('summary',)}
 # What each mode's one argument is.
 ARGUMENTS = {'import': '.pth', 'import-keras': 'Keras model (.keras or .h5)'}
@@ -33,6 +34,16 @@ def define_flags():
                         'write.')
     flags.DEFINE_bool('tflite', False, 'export: also write model.tflite, the same model for '
                       'TensorFlow Lite.')
+    flags.DEFINE_bool('int8', False, 'export: also write model_int8.tflite (and model.tflite), '
+                      'full-integer post-training quantization (int8 weights, activations, input '
+                      'and outputs) calibrated on the first --int8_images training images of '
+                      '--data_dir, and record the top-1 of the SavedModel, the TFLite and the int8 '
+                      'TFLite file on the test split.')
+    flags.DEFINE_integer('int8_images', 200, 'export --int8: how many training images (the first '
+                         'of the split, as evaluation input) calibrate the quantization.')
+    flags.DEFINE_bool('onnx', False, 'export: also write model.onnx (tf2onnx; pip install -e '
+                      '\'.[onnx]\'), checked with ONNX Runtime on the test split of --data_dir: '
+                      'its logits must be within 1e-4 (relative) of the SavedModel\'s.')
     flags.DEFINE_string('base', None, 'summary: the weights file to count the removed share '
                         'against (default: the model\'s original widths).')
     flags.DEFINE_bool('json', False, 'summary: print JSON instead of a table.')
@@ -93,7 +104,10 @@ def run_mode(argv, script, masked_version=None):
         if not FLAGS.out:
             raise UserError('export needs --out DIR, the directory to write. ' + usage)
         from tf_benchmarks.deploy.export import export_file
-        export_file(args[0], FLAGS.out, FLAGS.tflite, model_name)
+        if FLAGS['int8_images'].present and not FLAGS.int8:
+            raise UserError('--int8_images is a flag of export --int8; add --int8. ' + usage)
+        export_file(args[0], FLAGS.out, FLAGS.tflite, model_name, int8=FLAGS.int8,
+                    int8_images=FLAGS.int8_images, onnx=FLAGS.onnx, data_dir=FLAGS.data_dir)
         return
     from tf_benchmarks.deploy import layer_summary
     summary = layer_summary.summarize_file(args[0], FLAGS.base, model_name)

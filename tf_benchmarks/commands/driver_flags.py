@@ -43,9 +43,11 @@ def define_common_flags(presets, default_model):
                       'background class (1001 logits for ImageNet, record labels as they are).')
     flags.DEFINE_enum('flops_convention', None, list(flops.CONVENTIONS),
                       'How FLOPs are counted for targets and reports (see network/flops.py): '
-                      'torchvision (the network as built) or resnet_paper (sres50 with the '
-                      'stride on the first 1x1, as the ResNet paper\'s Table 1); default: the '
-                      'preset\'s (torchvision, except the AOFP-C1/C2 rows).')
+                      'torchvision (the network as built), resnet_paper (sres50 with the '
+                      'stride on the first 1x1, as the ResNet paper\'s Table 1) or '
+                      'projection_2x2 (src56/src110 with the 1x1 stride-2 projections counted as '
+                      '2x2 convs, as the authors\' script); default: the preset\'s (torchvision, '
+                      'except the AOFP-C1/C2 rows).')
     flags.DEFINE_enum('preset', 'paper', sorted(presets), 'paper: the original hyperparameters; '
                       'smoke: a run of minutes on 2 CPU cores and the synthetic data set.')
     flags.DEFINE_float('max_epochs', None, 'Epochs of training (default: the preset\'s); LR '

@@ -1,6 +1,7 @@
 """`summary`: a per-layer table of a weights file (layer, kind, widths in and out, FLOPs, parameters,
-and the share of each removed against a base), with totals equal to `flops.py`'s counts, as text or
-JSON."""
+and the share of each removed against a base), with totals equal to `flops.py`'s counts, and the
+top-1s the working directory recorded for the file and its base (evaluations, checked exports), as
+text or JSON."""
 
 import json
 
@@ -71,6 +72,14 @@ def layer_rows(model, deps, image_size=None, num_classes=None):
     return rows
 
 
+# (the count as built, the other count) of models counted two ways
+_CONVENTION_NOTES = {
+    'resnet_paper': ('torchvision\'s convention, the stride on the 3x3',
+                     'the ResNet paper\'s (the stride on the first 1x1)'),
+    'projection_2x2': ('the stride-2 projections as 1x1 convs',
+                       'the authors\' script\'s (projection_2x2: the projections as 2x2 convs)')}
+
+
 def _removed(value, base):
     return None if not base else 1.0 - value / float(base)
 
@@ -92,14 +101,15 @@ def summarize(model, deps, base_deps=None, path=None, base_path=None, image_size
     total['flops_removed'] = _removed(total['flops'], total['base_flops'])
     total['params_removed'] = _removed(total['params'], total['base_params'])
     notes = []
-    if model.v1_strided_layers:
-        paper = flops.count_flops(model, deps, 'resnet_paper', image_size)
-        total['flops_resnet_paper'] = paper
-        total['flops_removed_resnet_paper'] = flops.flops_pruned_ratio(
-            model, deps, base_deps, 'resnet_paper', image_size)
-        notes.append('FLOPs as built (torchvision\'s convention, the stride on the 3x3); under '
-                     'the ResNet paper\'s (the stride on the first 1x1): {:,}, {:.1f}% '
-                     'removed'.format(paper, 100 * total['flops_removed_resnet_paper']))
+    other = flops.alternative(model)
+    if other:
+        count = flops.count_flops(model, deps, other, image_size)
+        total['flops_' + other] = count
+        total['flops_removed_' + other] = flops.flops_pruned_ratio(model, deps, base_deps, other,
+                                                                   image_size)
+        built, counted = _CONVENTION_NOTES[other]
+        notes.append('FLOPs as built ({}); under {}: {:,}, {:.1f}% removed'.format(
+            built, counted, count, 100 * total['flops_removed_' + other]))
     if image_size and image_size != model.image_size:
         notes.append('at %dx%d images (the file\'s input), not %dx%d'
                      % (image_size, image_size, model.image_size, model.image_size))
@@ -122,8 +132,12 @@ def summarize_file(path, base_path=None, model_name=None):
             raise UserError('--base %s holds a %s, but %s holds a %s; compare files of one model'
                             % (base_path, base.model.name, path, mf.model.name))
         base_deps = base.deps
+    from tf_benchmarks.deploy import recorded_accuracy
+    accuracy = dict(file=recorded_accuracy.recorded(path),
+                    base=recorded_accuracy.recorded(base_path) if base_path else None)
     return dict(summarize(mf.model, mf.deps, base_deps, path, base_path,
-                          mf.input_spec.image_size, mf.num_classes), masked=mf.masked)
+                          mf.input_spec.image_size, mf.num_classes), masked=mf.masked,
+                accuracy=accuracy)
 
 
 def _percent(share):
@@ -152,8 +166,14 @@ def format_table(summary):
         return '  '.join(c.ljust(w) if i < left else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     rule = '-' * len(fmt(columns))
+    accuracy = []
+    if summary.get('accuracy'):
+        from tf_benchmarks.deploy import recorded_accuracy
+        accuracy = recorded_accuracy.format_lines(base['file'], summary['accuracy']['base'],
+                                                  summary['file'], summary['accuracy']['file'])
     return '\n'.join(head + [fmt(columns), rule] + [fmt(l) for l in lines[:-1]] +
-                     [rule, fmt(lines[-1])] + ['note: ' + n for n in summary['notes']]) + '\n'
+                     [rule, fmt(lines[-1])] + ['note: ' + n for n in summary['notes']] +
+                     accuracy) + '\n'
 
 
 def format_json(summary):

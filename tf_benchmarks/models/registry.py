@@ -22,6 +22,8 @@ class ModelSpec:
     # Conv layers whose multiply-accumulates the ResNet paper's count divides by 4 (it puts a
     # stage's stride on the first 1x1 of the stage's first block, not on the 3x3): sres50's.
     v1_strided_layers: Tuple[int, ...] = ()
+    # The 1x1 stride-2 projections the authors' FLOPs script counts as 2x2 convs (src56, src110).
+    projection_layers: Tuple[int, ...] = ()
     # The layers pruned by default where a method prunes by fractions (None: every layer).
     default_target_layers: Optional[Tuple[int, ...]] = None
 
@@ -106,9 +108,10 @@ MODELS = {
                       densenet_model.add_inference, 'DenseNet-40, k=12 (C-SGD)'),
     'src56': ModelSpec('src56', resnet_model.origin_deps(9), 10, 10,
                        resnet_model.make_add_inference(9), 'stagewise ResNet-56 (the authors\' '
-                       'later code)'),
+                       'later code)', projection_layers=tuple(resnet_model.pacesetters(9)[1:])),
     'src110': ModelSpec('src110', resnet_model.origin_deps(18), 10, 10,
-                        resnet_model.make_add_inference(18), 'stagewise ResNet-110'),
+                        resnet_model.make_add_inference(18), 'stagewise ResNet-110',
+                        projection_layers=tuple(resnet_model.pacesetters(18)[1:])),
     'sres50': ModelSpec('sres50', resnet50_model.origin_deps(), 1000, 1000,
                         resnet50_model.add_inference, 'stagewise ResNet-50 for ImageNet (the '
                         'authors\' later code, torchvision\'s layout)', image_size=224,

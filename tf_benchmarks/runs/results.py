@@ -2,7 +2,9 @@
 directory: per run, iteration and phase, the file, widths, FLOPs and parameters with the share
 removed, top-1, top-5, loss and wall time. Each finished stage stores its part in run.json; this file
 is rebuilt from run.json whenever that changes, so re-runs, resumes and --restart_from keep the two
-consistent and nothing is listed twice."""
+consistent and nothing is listed twice. `export --int8` / `--onnx` in that directory add their
+checked top-1s (SavedModel, TFLite, int8 TFLite, ONNX) to exports.json beside it, which every
+rebuild lists under `exports`."""
 
 import os
 
@@ -13,6 +15,8 @@ from tf_benchmarks.network import flops
 from tf_benchmarks.runs.record_check import Malformed, check_results
 
 RESULTS = 'results.json'
+EXPORTS = 'exports.json'
+RECORD = 'run.json'
 FORMAT = 'results-v1'
 
 
@@ -25,16 +29,33 @@ def structure(model, widths, base_widths, image_size=None):
     FLOPs at `image_size` (the run's input; default the model's)."""
     f, p = flops.count_flops(model, widths, image_size=image_size), \
         flops.count_params(model, widths)
-    return dict(widths=[int(w) for w in widths], flops=f, params=p,
-                flops_removed=_removed(f, flops.count_flops(model, base_widths,
-                                                            image_size=image_size)),
-                params_removed=_removed(p, flops.count_params(model, base_widths)))
+    out = dict(widths=[int(w) for w in widths], flops=f, params=p,
+               flops_removed=_removed(f, flops.count_flops(model, base_widths,
+                                                           image_size=image_size)),
+               params_removed=_removed(p, flops.count_params(model, base_widths)))
+    out.update(other_flops(model, widths, base_widths, image_size))
+    return out
+
+
+def other_flops(model, widths, base_widths, image_size=None):
+    """For models counted two ways (flops.alternative), `flops_<convention>` and
+    `flops_removed_<convention>` of the other count; {} for the others."""
+    other = flops.alternative(model)
+    if other is None:
+        return {}
+    f = flops.count_flops(model, widths, other, image_size)
+    return {'flops_' + other: f, 'flops_removed_' + other: _removed(
+        f, flops.count_flops(model, base_widths, other, image_size))}
 
 
 def base_entry(model, path, widths, image_size=None):
-    return dict(file=path, widths=[int(w) for w in widths],
-                flops=flops.count_flops(model, widths, image_size=image_size),
-                params=flops.count_params(model, widths))
+    out = dict(file=path, widths=[int(w) for w in widths],
+               flops=flops.count_flops(model, widths, image_size=image_size),
+               params=flops.count_params(model, widths))
+    other = flops.alternative(model)
+    if other:
+        out['flops_' + other] = flops.count_flops(model, widths, other, image_size)
+    return out
 
 
 def evaluation(model, path, widths, base_widths, result, image_size=None):
@@ -51,8 +72,9 @@ def stage_result(run, method, model, base, iteration, phase, entry, **extra):
                 phase=phase, evaluation=dict(entry, **extra))
 
 
-def build(record):
-    """The results document from a run.json record: every finished stage that stored a result."""
+def build(record, exports=None):
+    """The results document from a run.json record: every finished stage that stored a result,
+    and the checked exports of exports.json ({export directory: entry}) where there are any."""
     runs = {}
     for name, entry in record.get('stages', {}).items():
         result = entry.get('results')
@@ -66,7 +88,45 @@ def build(record):
         iteration[result['phase']] = dict(result['evaluation'], stage=name,
                                           wall_s=entry.get('wall_s'))
         iteration['wall_s'] = round(iteration['wall_s'] + (entry.get('wall_s') or 0.0), 1)
-    return dict(format=FORMAT, runs=runs)
+    document = dict(format=FORMAT, runs=runs)
+    if exports:
+        document['exports'] = [exports[k] for k in sorted(exports)]
+    return document
+
+
+def read_exports(directory):
+    """{export directory: entry} of exports.json in `directory` ({} without one)."""
+    import json
+    path = os.path.join(directory, EXPORTS)
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            exports = json.load(f)
+        if not isinstance(exports, dict) or not all(isinstance(v, dict) and isinstance(
+                v.get('top1'), dict) for v in exports.values()):
+            raise ValueError('not a map of exports')
+    except ValueError as e:
+        raise UserError('%s is not an exports record of this project (%s); move it away and run '
+                        'the exports again' % (os.path.abspath(path), e))
+    return exports
+
+
+def record_export(directory, entry):
+    """In a run directory (one with run.json), add a checked export to exports.json and rebuild
+    results.json with it; returns the path of results.json, or None outside a run directory
+    (export.json in the export holds the figures then)."""
+    import json
+    record_path = os.path.join(directory, RECORD)
+    if not os.path.exists(record_path):
+        return None
+    exports = read_exports(directory)
+    exports[entry['out']] = entry
+    write_json(os.path.join(directory, EXPORTS), exports)
+    with open(record_path) as f:
+        record = json.load(f)
+    write_json(results_path(record_path), build(record, exports))
+    return results_path(record_path)
 
 
 def results_path(record_path):
@@ -78,7 +138,7 @@ def rebuild(record, record_path):
     """Write results.json next to run.json from `record`, atomically; nothing is written where no
     stage stored a result and there is no results.json yet (e.g. `train` alone)."""
     path = os.path.join(os.path.dirname(os.path.abspath(record_path)), RESULTS)
-    document = build(record)
+    document = build(record, read_exports(os.path.dirname(os.path.abspath(record_path))))
     if (document['runs'] or os.path.exists(path)) and workers.writes_files():
         write_json(path, document)
 
