@@ -74,7 +74,7 @@ def run_mode(argv, script, masked_version=None):
     for name, owners in FLAG_MODES.items():
         if mode not in owners and FLAGS[name].present:
             raise UserError('--%s is a flag of %s, not of %s. %s'
-                            % (name, ' and '.join(owners), mode, usage))
+                            % (name, _listed(owners), mode, usage))
     if mode == 'report':
         if args:
             raise UserError('report takes no file; run it in the working directory that holds '
@@ -154,3 +154,8 @@ def run_import_keras(path, model_name, usage):
 def _flag(name):
     """A common flag's value where this driver defines it (the drivers do), else None."""
     return getattr(FLAGS, name) if name in FLAGS else None
+
+
+def _listed(names):
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else '%s and %s' % (', '.join(names[:-1]), names[-1])
