@@ -22,6 +22,7 @@ USAGE = ('export FILE.hdf5 --out DIR [--tflite] [--int8 [--int8_images N]] [--on
 # The modes each of these flags belongs to.
 FLAG_MODES = {'out': ('export', 'export-keras', 'import', 'import-keras'), 'tflite': ('export',),
               'int8': ('export',), 'int8_images': ('export',), 'onnx': ('export',),
+              'check_images': ('export',),
               'base': ('summary',), 'json': ('summary',)}
 # What each mode's one argument is.
 ARGUMENTS = {'import': '.pth', 'import-keras': 'Keras model (.keras or .h5)'}
@@ -41,6 +42,9 @@ def define_flags():
                       'TFLite file on the test split.')
     flags.DEFINE_integer('int8_images', 200, 'export --int8: how many training images (the first '
                          'of the split, as evaluation input) calibrate the quantization.')
+    flags.DEFINE_integer('check_images', None, 'export --int8/--onnx: check the runtimes on the '
+                         'first N test images only (default: the whole test split, held in memory: '
+                         'use it for ImageNet, whose 50,000 validation images take 7.5 GB).')
     flags.DEFINE_bool('onnx', False, 'export: also write model.onnx (tf2onnx; pip install -e '
                       '\'.[onnx]\'), checked with ONNX Runtime on the test split of --data_dir: '
                       'its logits must be within 1e-4 (relative) of the SavedModel\'s.')
@@ -107,7 +111,8 @@ def run_mode(argv, script, masked_version=None):
         if FLAGS['int8_images'].present and not FLAGS.int8:
             raise UserError('--int8_images is a flag of export --int8; add --int8. ' + usage)
         export_file(args[0], FLAGS.out, FLAGS.tflite, model_name, int8=FLAGS.int8,
-                    int8_images=FLAGS.int8_images, onnx=FLAGS.onnx, data_dir=FLAGS.data_dir)
+                    int8_images=FLAGS.int8_images, onnx=FLAGS.onnx, data_dir=FLAGS.data_dir,
+                    check_images=FLAGS.check_images)
         return
     from tf_benchmarks.deploy import layer_summary
     summary = layer_summary.summarize_file(args[0], FLAGS.base, model_name)
