@@ -61,14 +61,18 @@ def run_magnitude(model, settings, _file, mode):
     magnitude.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
                                restart_from=FLAGS.restart_from,
                                partial_start=FLAGS.allow_partial_start,
-                               verify=deploy_commands.cut_check_from_flags()).run()
+                               verify=deploy_commands.cut_check_from_flags(),
+                               latency=deploy_commands.stage_latency(
+                                   FLAGS.init_hdf5 or model.scratch_weights)).run()
 
 
 def run_csgd(model, settings, _file, mode):
     pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
                             clusters_file=FLAGS.clusters_file, restart_from=FLAGS.restart_from,
                             partial_start=FLAGS.allow_partial_start,
-                            verify=deploy_commands.cut_check_from_flags()).run()
+                            verify=deploy_commands.cut_check_from_flags(),
+                            latency=deploy_commands.stage_latency(
+                                FLAGS.init_hdf5 or model.scratch_weights)).run()
 
 
 def family(mode):

@@ -21,7 +21,7 @@ from tf_benchmarks.runs.lock import RunLock
 from tf_benchmarks.runs.record_check import safe_name
 
 FLAGS = flags.FLAGS
-UNLOCKED_MODES = ('export', 'summary', 'verify', 'import')  # they write elsewhere (--out) or nothing
+UNLOCKED_MODES = ('export', 'summary', 'verify', 'import', 'latency-table')  # they write elsewhere (--out) or nothing
 
 
 def working_directory_lock():
