@@ -74,17 +74,22 @@ class TargetSearch:
         predicted = self.predict(deps)
         measured, table_now = self.measured(deps, spec)
         table = self.table()
+        # the prediction scaled by how much faster or slower the table's own widths run now than
+        # when the table was measured (a shared machine's load moves between the two)
+        rescaled = predicted * table_now / table.whole_ms
         entry = dict(target_ms=target_ms, batch=self.target.batch, predicted_ms=predicted,
                      measured_ms=measured, prediction_error=predicted / measured - 1,
+                     rescaled_prediction_ms=rescaled,
+                     rescaled_prediction_error=rescaled / measured - 1,
                      reached=bool(reached), table=self.path, table_sha256=table.digest,
                      table_whole_ms=table.whole_ms, table_widths_measured_now_ms=table_now,
                      calls=self.target.calls)
         line = ('latency target: predicted %.3f ms %s target %.3f ms at batch %d (table %s); '
                 'measured %.3f ms, the prediction %+.1f%% off; the table\'s widths measured now '
-                '%.3f ms (in the table %.3f ms)'
+                '%.3f ms (in the table %.3f ms), so rescaled to now %.3f ms, %+.1f%% off'
                 % (predicted, '<=' if predicted <= target_ms else '>', target_ms,
                    self.target.batch, self.path, measured, 100 * entry['prediction_error'],
-                   table_now, table.whole_ms))
+                   table_now, table.whole_ms, rescaled, 100 * entry['rescaled_prediction_error']))
         return entry, line
 
 

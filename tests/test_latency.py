@@ -257,6 +257,8 @@ def test_prune_to_a_latency_target_from_the_table(cases):
     assert _positive(entry['measured_ms']) and _positive(entry['table_widths_measured_now_ms'])
     assert entry['prediction_error'] == pytest.approx(entry['predicted_ms'] /
                                                       entry['measured_ms'] - 1)
+    assert entry['rescaled_prediction_ms'] == pytest.approx(
+        entry['predicted_ms'] * entry['table_widths_measured_now_ms'] / entry['table_whole_ms'])
     table = lt.read_table(str(work / 'latency_table.json'))
     widths = tuned['widths']
     assert entry['predicted_ms'] == pytest.approx(table.predict(get_model('vc'), widths)['ms'])

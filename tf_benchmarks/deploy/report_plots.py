@@ -178,9 +178,14 @@ def latency_lines(run_name, rows):
             'no base measured'))
         target = r.get('latency_target')
         if target:
-            lines.append('    latency target %.3f ms: predicted %.3f ms, measured %.3f ms (%+.1f%%)'
-                         % (target['target_ms'], target['predicted_ms'], target['measured_ms'],
-                            100 * (target['predicted_ms'] / target['measured_ms'] - 1)))
+            line = ('    latency target %.3f ms: predicted %.3f ms, measured %.3f ms (%+.1f%%)'
+                    % (target['target_ms'], target['predicted_ms'], target['measured_ms'],
+                       100 * (target['predicted_ms'] / target['measured_ms'] - 1)))
+            if target.get('rescaled_prediction_ms'):
+                line += '; rescaled to the load at the measurement %.3f ms (%+.1f%%)' % (
+                    target['rescaled_prediction_ms'],
+                    100 * (target['rescaled_prediction_ms'] / target['measured_ms'] - 1))
+            lines.append(line)
     return lines
 
 
