@@ -89,10 +89,12 @@ def prune(model, settings, _file, _mode):
         if FLAGS.itr_schedule:
             raise UserError('--target_latency_ms replaces --itr_schedule (one latency target per '
                             'iteration); pass one of them')
-        calls = deploy_commands.table_calls_from_flags()
+        calls = deploy_commands.latency_settings_from_flags() if FLAGS.latency_table else \
+            deploy_commands.table_calls_from_flags()   # the run measures the table
         target = LatencyTarget(parse_targets(parse_floats(FLAGS.target_latency_ms,
                                                           '--target_latency_ms')),
-                               calls.batch, calls.calls, FLAGS.latency_table)
+                               calls.batch, calls.calls, FLAGS.latency_table,
+                               few_calls=FLAGS.latency_few_calls)
     elif FLAGS.latency_table:
         raise UserError('--latency_table is the table of --target_latency_ms; pass a target too')
     pipeline.AofpPruning(model, settings, FLAGS.data_dir, base, FLAGS.restart_from,

@@ -20,6 +20,7 @@ class LatencyTarget:
     batch: int
     calls: int
     table_file: Optional[str] = None
+    few_calls: bool = False   # accept a table whose entries are medians of fewer than 50 calls
 
     def run_table(self, model):
         """The table the run measures when no --latency_table is given."""
@@ -55,6 +56,11 @@ class TargetSearch:
         if self._table is None:
             self._table = latency_table.read_table(self.path)
             self._table.digest = file_digest(self.path)
+            if self._table.min_calls < latency_table.MIN_CALLS and not self.target.few_calls:
+                raise UserError('latency table %s has entries timed over %d calls; a target needs '
+                                'medians of at least %d (measure it again, or pass '
+                                '--latency_few_calls to accept it)'
+                                % (self.path, self._table.min_calls, latency_table.MIN_CALLS))
         if start_deps is not None:
             self._table.check_model(self.model, start_deps, self.image_size, self.target.batch)
         return self._table

@@ -304,7 +304,6 @@ class AofpPruning:
     def search(self, k, target, start_file, tuned):
         start = hdf5_io.read_hdf5(start_file)
         deps = self.model.file_deps(start)
-        reached = None
         if self.target_search:
             target_ms = self.latency_target.targets_ms[k]
             self.target_search.table(deps)
@@ -316,6 +315,7 @@ class AofpPruning:
             def reached(widths):
                 return self.target_search.predict(self.deps_of(deps, widths)) <= target_ms
         else:
+            reached = None
             self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
                      % (k, 100 * target, start_file))
         search = AofpSearch([np.ones(deps[t], np.float32) for t in self.target_layers],

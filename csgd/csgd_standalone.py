@@ -8,6 +8,7 @@ src110), plus `train`, since the original's pretrained std_dc40_9382.hdf5 is not
     python csgd/csgd_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
     python csgd/csgd_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
     python csgd/csgd_standalone.py verify A.hdf5 B.hdf5  # B's logits against A's
+    python csgd/csgd_standalone.py latency-table FILE.hdf5 --out TABLE.json   # per-layer latency
     python csgd/csgd_standalone.py report              # PNG plots from results.json
     python csgd/csgd_standalone.py import FILE.pth --out FILE.hdf5   # torchvision's ResNet-50 -> sres50
 

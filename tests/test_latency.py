@@ -144,6 +144,7 @@ def test_below_the_grid_the_smallest_point_counts():
     (lambda d: d['entries'].pop(0), r'the entry of conv 3x3 stride 1,1 SAME, input 32x32, output '
                                     r'32x32, batch 1, in 1, out 1 is missing'),
     (lambda d: d.update(whole_ms=0), r'whole_ms is 0, not a finite positive number'),
+    (lambda d: d['entries'][0].update(calls=0), r'entries\[0\]\.calls is 0, not a positive integer'),
     (lambda d: d.update(format='other'), r'not a latency-table-v1 document'),
 ])
 def test_malformed_tables_are_refused_naming_the_entry(tmp_path, edit, message):
@@ -270,3 +271,67 @@ def test_prune_to_a_latency_target_from_the_table(cases):
     assert stage['inputs']['latency_table.json'] == digest
     log = (work / 'bds_exps' / 'vc_reproduce_itr0_bdslog.txt').read_text()
     assert 'latency target: predicted %.3f ms <= target' % entry['predicted_ms'] in log
+
+
+def _figures(ms):
+    return {rt: dict(batch1_median_ms=ms, batch1_p95_ms=1.5 * ms, images_per_s=1000.0 / ms)
+            for rt in ('savedmodel', 'tflite')}
+
+
+def test_stage_meter_reuses_widths_and_computes_speedups(tmp_path, monkeypatch):
+    """The stages' LatencyMeter: the base timed beside each new model, a file at widths measured
+    before reusing that measurement, none of it exported twice (worker and export faked: the first
+    export, the model, 2 ms; the others 4 ms)."""
+    from tf_benchmarks.deploy import latency
+    vc = get_model('vc')
+    paths = {}
+    for name, deps in (('base', TINY), ('tuned', PRUNED), ('fted', PRUNED), ('same', TINY)):
+        paths[name] = str(tmp_path / (name + '.hdf5'))
+        hdf5_io.save_hdf5(paths[name], random_weights(vc.trace(deps), 1), deps)
+    exported, timed = [], []
+    monkeypatch.setattr(latency, 'export_file', lambda path, out, **kw: exported.append(path))
+    monkeypatch.setattr(latency, 'run_worker', lambda dirs, settings, size: (
+        timed.append(list(dirs)) or [_figures(2.0 if d.endswith('export0') else 4.0) for d in dirs]))
+    meter = latency.LatencyMeter(latency.LatencySettings(10, 8), paths['base'])
+    tuned = meter.measure(paths['tuned'])
+    assert tuned['speedup']['tflite'] == {'batch1': 2.0, 'throughput': 2.0}  # base 4 ms, model 2
+    assert tuned['calls'] == 10 and tuned['throughput_calls'] == 2 and tuned['throughput_batch'] == 8
+    fted = meter.measure(paths['fted'])
+    assert fted['same_widths_as'] == paths['tuned'] and fted['file'] == paths['fted']
+    assert fted['model'] == tuned['model']
+    same = meter.measure(paths['same'])   # the base's widths: timed alone, speed-up 1
+    assert same['speedup']['savedmodel'] == {'batch1': 1.0, 'throughput': 1.0}
+    assert len(timed) == 2 and [len(d) for d in timed] == [2, 1]
+    assert exported == [paths['tuned'], paths['base']]
+    assert 'x2.00, x2.00 the base' in latency.describe(tuned)
+    meter.close()
+
+
+def test_report_draws_and_lists_the_speedup(tmp_path):
+    from tf_benchmarks.deploy.report_plots import make_report
+    from tf_benchmarks.files.atomic import write_json
+
+    def phase(removed, speedup, **extra):
+        return dict(file='f%d.hdf5' % int(100 * removed), flops_removed=removed, top1=0.9,
+                    widths=[1], latency=dict(model=_figures(2.0), base=_figures(2.0 * speedup),
+                                             throughput_batch=32,
+                                             speedup={rt: dict(batch1=speedup, throughput=speedup)
+                                                      for rt in ('savedmodel', 'tflite')}),
+                    **extra)
+    target = dict(target_ms=3.0, predicted_ms=2.9, measured_ms=2.5, batch=32)
+    iterations = [dict(iteration=0, tuned=phase(0.3, 1.4, latency_target=target),
+                       finetuned=dict(phase(0.3, 1.4), latency=dict(
+                           phase(0.3, 1.4)['latency'], same_widths_as='f30.hdf5'))),
+                  dict(iteration=1, tuned=phase(0.5, 1.9))]
+    write_json(str(tmp_path / 'results.json'), dict(format='results-v1', runs={'prune': dict(
+        method='aofp', model='vc', base=dict(file='b.hdf5', widths=[1]),
+        iterations=iterations)}))
+    lines = []
+    written = make_report(str(tmp_path), log=lines.append)
+    assert str(tmp_path / 'report_prune_speedup_vs_flops.png') in written
+    numbers = json.loads((tmp_path / 'report_prune_latency.json').read_text())
+    assert [(m['iteration'], m['phase']) for m in numbers['measurements']] == [(0, 'tuned'),
+                                                                               (1, 'tuned')]
+    assert '  itr 0 tuned      30.0% FLOPs removed: savedmodel x1.40 / x1.40, tflite x1.40 / ' \
+           'x1.40' in lines
+    assert '    latency target 3.000 ms: predicted 2.900 ms, measured 2.500 ms (+16.0%)' in lines

@@ -99,8 +99,8 @@ def _probes(ins, outs):
 def _conv_op(key, c_in, c_out):
     (kh, kw), (sh, sw), padding, (ih, iw), _, batch = key
     x = tf.Variable(tf.random.normal((batch, ih, iw, c_in)), trainable=False)
-    k = tf.Variable(tf.random.normal((kh, kw, c_in, c_out), stddev=math.sqrt(2.0 / (kh * kw * c_in))),
-                    trainable=False)
+    k = tf.Variable(tf.random.normal((kh, kw, c_in, c_out),
+                                     stddev=math.sqrt(2.0 / (kh * kw * c_in))), trainable=False)
     b = tf.Variable(tf.zeros((c_out,)), trainable=False)
     if padding == 'SAME_RESNET' and (sh, sw) != (1, 1):
         x = tf.pad(x, [[0, 0], [(kh - 1) // 2, kh // 2], [(kw - 1) // 2, kw // 2], [0, 0]])
@@ -282,6 +282,7 @@ def _entry_key(entry, where):
            entry['padding'], _pair(entry['input_hw'], where + '.input_hw'),
            _pair(entry['output_hw'], where + '.output_hw'),
            _positive_int(entry['batch'], where + '.batch'))
+    _positive_int(entry.get('calls'), where + '.calls')
     return (key, _positive_int(entry['in'], where + '.in'),
             _positive_int(entry['out'], where + '.out'),
             _positive_number(entry['ms'], where + '.ms'))
@@ -342,6 +343,7 @@ class LatencyTable:
         if not isinstance(entries, list) or not entries:
             raise _Bad('entries is not a list of entries')
         self.groups = {}
+        self.min_calls = min(e.get('calls', 0) if isinstance(e, dict) else 0 for e in entries)
         for n, entry in enumerate(entries):
             key, c_in, c_out, ms = _entry_key(entry, 'entries[%d]' % n)
             cells = self.groups.setdefault(key, {})
