@@ -193,6 +193,8 @@ def describe(entry):
             text += ' (x%.2f, x%.2f the base)' % (speedup['batch1'], speedup['throughput'])
         parts.append(text)
     m = entry['machine']
+    name = entry['file'] + (' = %s (same widths)' % entry['same_widths_as']
+                            if entry.get('same_widths_as') else '')
     return 'latency of %s (%s, %d cores, load %s, %d calls): %s' % (
-        entry['file'], m['cpu'], m['cpu_count'],
+        name, m['cpu'], m['cpu_count'],
         m['load_average'][0] if m['load_average'] else '?', entry['calls'], '; '.join(parts))
