@@ -285,7 +285,9 @@ class AofpPruning:
         finally:
             if self.latency:
                 self.latency.close()
-        return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'
+        iterations = len(self.latency_target.targets_ms if self.latency_target else
+                         self.s.itr_schedule)
+        return self.prefix(iterations - 1) + '_ftedweights.hdf5'
 
     def deps_of(self, deps, target_widths):
         """`deps` with each target layer's group set to its width."""
@@ -336,9 +338,8 @@ class AofpPruning:
         extra = dict(target_flops_removed=target)
         if self.target_search:
             final = self.deps_of(deps, search.widths)
-            extra['latency_target'], line = self.target_search.report(
-                k, final, self.spec,
-                search.terminated)
+            extra['latency_target'], line = self.target_search.report(k, final, self.spec,
+                                                                      search.terminated)
             hook.log(line)
             extra.pop('target_flops_removed')
         if not search.terminated:

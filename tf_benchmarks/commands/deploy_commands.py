@@ -53,7 +53,8 @@ def define_flags():
                          'latency measurements; the batch of latency-table and of AOFP\'s '
                          '--target_latency_ms.')
     flags.DEFINE_bool('latency_few_calls', False, 'latency-table: allow fewer than 50 calls per '
-                      'entry (for tests; such a table is noisy).')
+                      'entry; prune --target_latency_ms: accept such a table (for tests; such a '
+                      'table is noisy).')
 
 
 def cut_check_from_flags():
