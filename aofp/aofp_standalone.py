@@ -5,6 +5,9 @@ src110):
     python aofp/aofp_standalone.py eval FILE.hdf5      # -> bc_overall_eval_records.txt
     python aofp/aofp_standalone.py prune               # -> bds_exps/..., bds_overall_logs.txt,
                                                        #    results.json
+    python aofp/aofp_standalone.py prune --target_latency_ms 4.5 --latency_batch 32
+                                                       # the search stops at a predicted latency
+    python aofp/aofp_standalone.py latency-table FILE.hdf5 --out TABLE.json   # per-layer latency
     python aofp/aofp_standalone.py oracle FILE.hdf5 [--layers 0,4,8] [--batches N] [--steps K]
                                                        # -> oracle_<model>.json, oracle_*_layer<i>.png
     python aofp/aofp_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
@@ -37,6 +40,7 @@ from tf_benchmarks.commands.driver_flags import (apply_common_flags,  # noqa: E4
                                                  override_from_flags, parse_floats, parse_ints)
 from tf_benchmarks.core.errors import UserError  # noqa: E402
 from aofp import pipeline  # noqa: E402
+from aofp.latency_target import LatencyTarget, parse_targets  # noqa: E402
 from aofp.presets import PRESETS  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -80,9 +84,24 @@ def prune(model, settings, _file, _mode):
     if not os.path.exists(base):
         raise UserError('base weights %s do not exist; run `aofp_standalone.py train --model %s` '
                         'first or pass --base_weights' % (base, model.name))
+    target = None
+    if FLAGS.target_latency_ms:
+        if FLAGS.itr_schedule:
+            raise UserError('--target_latency_ms replaces --itr_schedule (one latency target per '
+                            'iteration); pass one of them')
+        calls = deploy_commands.latency_settings_from_flags() if FLAGS.latency_table else \
+            deploy_commands.table_calls_from_flags()   # the run measures the table
+        target = LatencyTarget(parse_targets(parse_floats(FLAGS.target_latency_ms,
+                                                          '--target_latency_ms')),
+                               calls.batch, calls.calls, FLAGS.latency_table,
+                               few_calls=FLAGS.latency_few_calls)
+    elif FLAGS.latency_table:
+        raise UserError('--latency_table is the table of --target_latency_ms; pass a target too')
     pipeline.AofpPruning(model, settings, FLAGS.data_dir, base, FLAGS.restart_from,
                          FLAGS.allow_partial_start,
-                         verify=deploy_commands.cut_check_from_flags()).run()
+                         verify=deploy_commands.cut_check_from_flags(),
+                         latency=deploy_commands.stage_latency(base),
+                         latency_target=target).run()
 
 
 DRIVER = Driver('aofp_standalone.py', PRESETS, 'vc', settings_from_flags,
@@ -95,6 +114,12 @@ flags.DEFINE_float('metric_limit', None, 'Largest mean error of the next layer f
 flags.DEFINE_string('itr_schedule', None, 'FLOPs-removed targets of the iterations, e.g. 0.3,0.4.')
 flags.DEFINE_float('finetune_epochs', None, 'Epochs of finetuning after each pruning.')
 flags.DEFINE_float('search_max_epochs', None, 'Upper bound on the epochs of one search.')
+flags.DEFINE_string('target_latency_ms', None, '`prune`: stop each search when the latency '
+                    'table predicts at most this many ms per call at --latency_batch (one per '
+                    'iteration, e.g. 6,4.5; in place of --itr_schedule\'s FLOPs targets).')
+flags.DEFINE_string('latency_table', None, '`prune --target_latency_ms`: the per-layer table '
+                    '(written by `latency-table`, e.g. on the target device); default: measured '
+                    'on this machine from the start file into <model>_latency_table.json.')
 flags.DEFINE_string('base_weights', None, 'Weights `prune` starts from (default: '
                     '<model>_scratch_savedweights.hdf5).')
 flags.DEFINE_string('target_layers', None, 'Conv layers (widths indices) to search, e.g. 1,3,5 '

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from aofp.latency_target import TargetSearch
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.search import AofpSearch
 from aofp.search_hook import SearchHook
@@ -17,6 +18,7 @@ from tf_benchmarks.data import sources
 from tf_benchmarks.runs import results
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.deploy.latency import describe as describe_latency
 from tf_benchmarks.engine.cut_check import CutCheck, CutVerifier, Version
 from tf_benchmarks.engine.evaluation import evaluate_file
 from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
@@ -187,8 +189,14 @@ class AofpPruning:
     `itr<k>.prune`, `itr<k>.finetune`), each ending with its evaluation line in the overall log."""
 
     def __init__(self, model, settings, data_dir, base_weights=None, restart_from=None,
-                 partial_start=False, log=print, verify=None):
+                 partial_start=False, log=print, verify=None, latency=None, latency_target=None):
+        """`latency`: a deploy.latency.LatencyMeter timing every evaluated file against the
+        base (None: not measured); `latency_target`: a LatencyTarget, whose ms targets replace
+        the FLOPs targets of the iterations."""
         self.model = model
+        self.latency = latency
+        self.latency_target = latency_target
+        self.target_search = None
         self.verify = verify or CutCheck()
         self.s = settings
         self.data_dir = data_dir
@@ -208,7 +216,18 @@ class AofpPruning:
         common = dict(model=self.model.name, **sources.data_settings(self.data_dir))
         common.update(recipe.recorded(s, self.spec, self.model))
         stages, start = [], self.base_weights
-        for k, target in enumerate(s.itr_schedule):
+        schedule = s.itr_schedule
+        if self.target_search:
+            schedule = [None] * len(self.latency_target.targets_ms)
+            if not self.latency_target.table_file:
+                stages.append(Stage('latency_table', dict(
+                    model=self.model.name, widths=list(self.base_deps),
+                    batch=self.latency_target.batch, calls=self.latency_target.calls,
+                    image_size=self.spec.image_size, start=start,
+                    start_sha256=file_digest(start)),
+                    functools.partial(self.target_search.measure_stage, start),
+                    outputs=[self.target_search.path], inputs=[start]))
+        for k, target in enumerate(schedule):
             p = self.prefix(k)
             tuned, pruned, fted = (p + '_tunedweights.hdf5', p + '_prunedweights.hdf5',
                                    p + '_ftedweights.hdf5')
@@ -221,10 +240,15 @@ class AofpPruning:
                           partial_start=self.partial_start)
             if k == 0:
                 search['start_sha256'] = file_digest(start)
+            inputs = [start]
+            if self.target_search:
+                search.update(self.target_search.settings(), target_latency_ms=
+                              self.latency_target.targets_ms[k])
+                inputs.append(self.target_search.path)
             stages += [
                 Stage('itr%d.search' % k, search,
                       functools.partial(self.search, k, target, start, tuned),
-                      outputs=[tuned], inputs=[start], work_dirs=[p + '_train']),
+                      outputs=[tuned], inputs=inputs, work_dirs=[p + '_train']),
                 Stage('itr%d.prune' % k, {}, functools.partial(self.prune, k, tuned, pruned),
                       outputs=[pruned], inputs=[tuned]),
                 Stage('itr%d.finetune' % k,
@@ -250,8 +274,20 @@ class AofpPruning:
         self.num_examples = n = sources.check_data(self.data_dir, self.spec).num_examples
         check_steps(search_config(self.s, n), n, 'the search', '--search_max_epochs')
         check_steps(finetune_config(self.s, n), n, 'finetuning', '--finetune_epochs')
-        StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
-        return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'
+        if self.latency_target:
+            self.target_search = TargetSearch(self.latency_target, self.model, self.spec.image_size,
+                                              self.num_logits, self.log)
+            if self.latency_target.table_file:
+                self.target_search.table(self.base_deps)
+        try:
+            StageRunner(self.stages(), self.logs, restart_from=self.restart_from,
+                        log=self.log).run()
+        finally:
+            if self.latency:
+                self.latency.close()
+        iterations = len(self.latency_target.targets_ms if self.latency_target else
+                         self.s.itr_schedule)
+        return self.prefix(iterations - 1) + '_ftedweights.hdf5'
 
     def deps_of(self, deps, target_widths):
         """`deps` with each target layer's group set to its width."""
@@ -274,14 +310,27 @@ class AofpPruning:
                                    self.spec.image_size)
 
     def search(self, k, target, start_file, tuned):
-        self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
-                 % (k, 100 * target, start_file))
         start = hdf5_io.read_hdf5(start_file)
         deps = self.model.file_deps(start)
+        if self.target_search:
+            target_ms = self.latency_target.targets_ms[k]
+            self.target_search.table(deps)
+            self.log('AOFP iteration %d: target %.3f ms per call at batch %d (the table %s '
+                     'predicts %.3f ms at the start), starting from %s'
+                     % (k, target_ms, self.latency_target.batch, self.target_search.path,
+                        self.target_search.predict(deps), start_file))
+
+            def reached(widths):
+                return self.target_search.predict(self.deps_of(deps, widths)) <= target_ms
+        else:
+            reached = None
+            self.log('AOFP iteration %d: target %.0f%% of FLOPs removed, starting from %s'
+                     % (k, 100 * target, start_file))
         search = AofpSearch([np.ones(deps[t], np.float32) for t in self.target_layers],
                             self.s.batches_per_half, self.s.metric_limit,
                             self.s.search_start_step,
-                            lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target)
+                            lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target,
+                            reached=reached)
         hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
                           self.s.remain_log_steps, self.s.save_per_moves,
                           lambda widths: self.other_flops_pruned(self.deps_of(deps, widths)))
@@ -293,17 +342,28 @@ class AofpPruning:
         result = trainer.run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
+        extra = dict(target_flops_removed=target)
+        if self.target_search:
+            final = self.deps_of(deps, search.widths)
+            extra['latency_target'], line = self.target_search.report(k, final, self.spec,
+                                                                      search.terminated)
+            hook.log(line)
+            extra.pop('target_flops_removed')
         if not search.terminated:
-            hook.log('search stopped after %d steps at %.1f%% of FLOPs removed%s, short of the '
-                     'target %.0f%% (raise --search_max_epochs or --metric_limit)'
-                     % (result.step, 100 * search.flops_pruned(search.widths),
-                        self.other_flops_pruned(self.deps_of(deps, search.widths)), 100 * target))
+            hook.log('search stopped after %d steps at %s, short of the target %s (raise '
+                     '--search_max_epochs or --metric_limit)'
+                     % (result.step, '%.1f%% of FLOPs removed%s' % (
+                         100 * search.flops_pruned(search.widths),
+                         self.other_flops_pruned(self.deps_of(deps, search.widths)))
+                         if target is not None else
+                         'a predicted %.3f ms' % extra['latency_target']['predicted_ms'],
+                         '%.0f%%' % (100 * target) if target is not None else
+                         '%.3f ms' % extra['latency_target']['target_ms']))
         hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks(), self.stored_spec)
         tuned_file = hdf5_io.read_hdf5(tuned)
         return self._log_eval(k, 'tuned', tuned, tuned_file, 9,
                               'after tuning, the masks suggest deps=%s' % self._widths(tuned_file),
-                              target_flops_removed=target, search_steps=result.step,
-                              reached_target=search.terminated)
+                              search_steps=result.step, reached_target=search.terminated, **extra)
 
     def prune(self, k, tuned, pruned):
         tuned_file = hdf5_io.read_hdf5(tuned)
@@ -362,6 +422,9 @@ class AofpPruning:
                 self.model, widths, self.base_deps, other, self.spec.image_size))
         log_important(record_line(self.model.name, path, result, note, loss_decimals),
                       OVERALL_LOG)
+        if self.latency:
+            extra['latency'] = self.latency.measure(path)
+            log_important(describe_latency(extra['latency']), self.prefix(k) + '_bdslog.txt')
         return results.stage_result(
             'prune', 'aofp', self.model,
             results.base_entry(self.model, self.base_weights, self.base_deps, self.image_size()),

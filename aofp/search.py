@@ -12,6 +12,7 @@ Layers start staggered (`start_step + i * (batches_per_half // n_layers)`) and a
 the first step, as in the original. Deviations: a filter never dropped in a half has mean error
 +inf (the original's 0 would prune it on no evidence), and the FLOPs target is checked right after a
 move is applied (the original checked the widths before the move, overshooting by one more move).
+With a latency target, the same check asks the latency table's prediction instead.
 """
 
 import math
@@ -81,8 +82,11 @@ class AofpSearch:
     """
 
     def __init__(self, masks, batches_per_half, metric_limit, start_step, flops_pruned,
-                 target_flops_pruned, seed=4321, single_dropout=False, log=None):
+                 target_flops_pruned, seed=4321, single_dropout=False, log=None, reached=None):
+        """`reached(widths)`, where given, says when the search ends in place of the FLOPs
+        target (AOFP's latency target)."""
         n = len(masks)
+        self.reached = reached or (lambda widths: self.flops_pruned(widths) >= self.target)
         self.batches_per_half = batches_per_half
         self.metric_limit = metric_limit
         self.flops_pruned = flops_pruned
@@ -151,7 +155,7 @@ class AofpSearch:
             self.num_moves += 1
             self.log('layer %d: max metric %s < limit %s, pruned %s, move to next move'
                      % (i, tmax, limit, sorted(passed.tolist())))
-            if self.flops_pruned(self.widths) >= self.target:
+            if self.reached(self.widths):
                 self.terminated = True
             return True
         if m <= 1:

@@ -8,6 +8,7 @@ src110), plus `train`, since the original's pretrained std_dc40_9382.hdf5 is not
     python csgd/csgd_standalone.py export FILE.hdf5 --out DIR [--tflite]   # SavedModel (+ TFLite)
     python csgd/csgd_standalone.py summary FILE.hdf5 [--base BASE.hdf5] [--json]  # per layer
     python csgd/csgd_standalone.py verify A.hdf5 B.hdf5  # B's logits against A's
+    python csgd/csgd_standalone.py latency-table FILE.hdf5 --out TABLE.json   # per-layer latency
     python csgd/csgd_standalone.py report              # PNG plots from results.json
     python csgd/csgd_standalone.py import FILE.pth --out FILE.hdf5   # torchvision's ResNet-50 -> sres50
 
@@ -61,14 +62,18 @@ def run_magnitude(model, settings, _file, mode):
     magnitude.MagnitudePruning(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
                                restart_from=FLAGS.restart_from,
                                partial_start=FLAGS.allow_partial_start,
-                               verify=deploy_commands.cut_check_from_flags()).run()
+                               verify=deploy_commands.cut_check_from_flags(),
+                               latency=deploy_commands.stage_latency(
+                                   FLAGS.init_hdf5 or model.scratch_weights)).run()
 
 
 def run_csgd(model, settings, _file, mode):
     pipeline.CentripetalSGD(model, settings, FLAGS.data_dir, FLAGS.init_hdf5, mode,
                             clusters_file=FLAGS.clusters_file, restart_from=FLAGS.restart_from,
                             partial_start=FLAGS.allow_partial_start,
-                            verify=deploy_commands.cut_check_from_flags()).run()
+                            verify=deploy_commands.cut_check_from_flags(),
+                            latency=deploy_commands.stage_latency(
+                                FLAGS.init_hdf5 or model.scratch_weights)).run()
 
 
 def family(mode):

@@ -15,6 +15,7 @@ from tf_benchmarks.data import sources
 from tf_benchmarks.runs import results
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.deploy.latency import describe as describe_latency
 from tf_benchmarks.engine.cut_check import CutCheck, CutVerifier, Version
 from tf_benchmarks.engine.evaluation import evaluate_file
 from tf_benchmarks.runs.logs import LogBook, cur_time, log_important
@@ -96,9 +97,10 @@ class PruningRun:
     METHOD = None  # 'magnitude' or 'csgd' in results.json
 
     def __init__(self, model, settings, data_dir, init_hdf5, mode, restart_from=None,
-                 partial_start=False, log=print, verify=None):
+                 partial_start=False, log=print, verify=None, latency=None):
         self.model = model
         self.verify = verify or CutCheck()
+        self.latency = latency  # a deploy.latency.LatencyMeter against the init file, or None
         self.s = settings
         self.data_dir = data_dir
         self.mode = mode
@@ -154,7 +156,11 @@ class PruningRun:
                     precision=s.precision, partial_start=self.partial_start)
 
     def run_stages(self, stages):
-        StageRunner(stages, self.logs, restart_from=self.restart_from, log=self.print).run()
+        try:
+            StageRunner(stages, self.logs, restart_from=self.restart_from, log=self.print).run()
+        finally:
+            if self.latency:
+                self.latency.close()
 
     def eval_and_log(self, path, comment, weight_file=None):
         weight_file = weight_file or hdf5_io.read_hdf5(path)
@@ -171,7 +177,11 @@ class PruningRun:
         self.log('%s (%s)' % (self.verifier.line(comparison, *names), note))
 
     def stage_result(self, k, phase, path, widths, result, **extra):
-        """A stage's entry for results.json (widths, FLOPs and parameters against the init file's)."""
+        """A stage's entry for results.json (widths, FLOPs and parameters against the init file's;
+        the latency against the init file's, measured, with --latency)."""
+        if self.latency:
+            extra['latency'] = self.latency.measure(path)
+            self.log(describe_latency(extra['latency']))
         return results.stage_result(
             self.mode, self.METHOD, self.model,
             results.base_entry(self.model, self.init_hdf5, self.origin_deps, self.image_size()),

@@ -1,28 +1,32 @@
 """The modes both drivers share for using their results: `export FILE.hdf5 --out DIR [--tflite]
 [--int8] [--onnx]`, `export-keras FILE.hdf5 --out NET.keras`, `summary FILE.hdf5 [--base BASE.hdf5]
-[--json]`, `verify A.hdf5 B.hdf5` and `report`, and for bringing in a start: `import FILE.pth --out
-FILE.hdf5` (torchvision's ResNet-50) and `import-keras MODEL.keras --out FILE.hdf5`; their flags (with
---verify_images and --verify_tolerance, which the methods' cuts use too) and one dispatch
-function."""
+[--json] [--latency]`, `verify A.hdf5 B.hdf5`, `latency-table FILE.hdf5 --out TABLE.json` and
+`report`, and for bringing in a start: `import FILE.pth --out FILE.hdf5` (torchvision's ResNet-50)
+and `import-keras MODEL.keras --out FILE.hdf5`; their flags (with --verify_images and
+--verify_tolerance, which the methods' cuts use too, and the --latency flags of every stage) and one
+dispatch function."""
 
 import sys
 
 from absl import flags
 
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.deploy import latency
 from tf_benchmarks.engine import cut_check
 
 FLAGS = flags.FLAGS
-MODES = ('export', 'export-keras', 'summary', 'verify', 'report', 'import', 'import-keras')
+MODES = ('export', 'export-keras', 'summary', 'verify', 'report', 'import', 'import-keras',
+         'latency-table')
 USAGE = ('export FILE.hdf5 --out DIR [--tflite] [--int8 [--int8_images N]] [--onnx] | '
-         'export-keras FILE.hdf5 --out NET.keras | summary FILE.hdf5 [--base BASE.hdf5] [--json] | '
-         'verify A.hdf5 B.hdf5 [--verify_images N] | report | '
+         'export-keras FILE.hdf5 --out NET.keras | summary FILE.hdf5 [--base BASE.hdf5] [--json] '
+         '[--latency] | verify A.hdf5 B.hdf5 [--verify_images N] | report | '
          'import FILE.pth --out FILE.hdf5 [--model sres50] | '
-         'import-keras MODEL.keras --out FILE.hdf5')
+         'import-keras MODEL.keras --out FILE.hdf5 | '
+         'latency-table FILE.hdf5 --out TABLE.json [--latency_batch B] [--latency_calls N]')
 # The modes each of these flags belongs to.
-FLAG_MODES = {'out': ('export', 'export-keras', 'import', 'import-keras'), 'tflite': ('export',),
-              'int8': ('export',), 'int8_images': ('export',), 'onnx': ('export',),
-              'check_images': ('export',),
+FLAG_MODES = {'out': ('export', 'export-keras', 'import', 'import-keras', 'latency-table'),
+              'tflite': ('export',), 'int8': ('export',), 'int8_images': ('export',),
+              'onnx': ('export',), 'check_images': ('export',),
               'base': ('summary',), 'json': ('summary',)}
 # What each mode's one argument is.
 ARGUMENTS = {'import': '.pth', 'import-keras': 'Keras model (.keras or .h5)'}
@@ -58,11 +62,49 @@ def define_flags():
                        'logit difference an exact cut (AOFP\'s pruning, C-SGD\'s trim of '
                        'collapsed clusters) may show; above it the run ends before writing the '
                        'file.')
+    flags.DEFINE_bool('latency', latency.default_on(), 'Measure the latency of the model of every '
+                      'finished stage of prune, csgd1 and magnitude1 on this machine (SavedModel '
+                      'and TFLite, batch 1 and --latency_batch) into results.json and the log; '
+                      '--nolatency to skip it (default on, off where $%s is 0). summary measures '
+                      'only when --latency is given.' % latency.LATENCY_ENV)
+    flags.DEFINE_integer('latency_calls', latency.DEFAULT_CALLS, 'Timed batch-1 calls per model '
+                         'and runtime after a warm-up (a fifth as many at --latency_batch); '
+                         'latency-table: timed calls per entry (at least 50 unless '
+                         '--latency_few_calls).')
+    flags.DEFINE_integer('latency_batch', latency.DEFAULT_BATCH, 'The throughput batch of the '
+                         'latency measurements; the batch of latency-table and of AOFP\'s '
+                         '--target_latency_ms.')
+    flags.DEFINE_bool('latency_few_calls', False, 'latency-table: allow fewer than 50 calls per '
+                      'entry; prune --target_latency_ms: accept such a table (for tests; such a '
+                      'table is noisy).')
 
 
 def cut_check_from_flags():
     """The verification of cuts as --verify_images and --verify_tolerance ask."""
     return cut_check.check_settings(FLAGS.verify_images, FLAGS.verify_tolerance)
+
+
+def latency_settings_from_flags():
+    return latency.check_settings(FLAGS.latency_calls, FLAGS.latency_batch)
+
+
+def stage_latency(base_path, log=lambda line: None):
+    """The LatencyMeter of a run's stages against its base file, or None with --nolatency (the
+    methods log its line themselves)."""
+    if not FLAGS.latency:
+        return None
+    return latency.LatencyMeter(latency_settings_from_flags(), base_path, log)
+
+
+def table_calls_from_flags():
+    """--latency_calls for a latency table: at least MIN_CALLS unless --latency_few_calls."""
+    from tf_benchmarks.deploy.latency_table import MIN_CALLS
+    settings = latency_settings_from_flags()
+    if settings.calls < MIN_CALLS and not FLAGS.latency_few_calls:
+        raise UserError('a latency table takes the median of at least %d calls per entry; got '
+                        '--latency_calls %d (pass --latency_few_calls to allow fewer)'
+                        % (MIN_CALLS, settings.calls))
+    return settings
 
 
 def run_mode(argv, script, masked_version=None):
@@ -104,6 +146,9 @@ def run_mode(argv, script, masked_version=None):
         from tf_benchmarks.deploy.keras_export import export_keras_file
         export_keras_file(args[0], FLAGS.out, model_name)
         return
+    if mode == 'latency-table':
+        run_latency_table(args[0], model_name, usage)
+        return
     if mode == 'export':
         if not FLAGS.out:
             raise UserError('export needs --out DIR, the directory to write. ' + usage)
@@ -116,8 +161,18 @@ def run_mode(argv, script, masked_version=None):
         return
     from tf_benchmarks.deploy import layer_summary
     summary = layer_summary.summarize_file(args[0], FLAGS.base, model_name)
-    sys.stdout.write(layer_summary.format_json(summary) if FLAGS.json
-                     else layer_summary.format_table(summary))
+    if FLAGS['latency'].present and FLAGS.latency:
+        meter = latency.LatencyMeter(latency_settings_from_flags(), FLAGS.base,
+                                     log=lambda line: None)
+        try:
+            summary['latency'] = meter.measure(args[0])
+        finally:
+            meter.close()
+    text = layer_summary.format_json(summary) if FLAGS.json else \
+        layer_summary.format_table(summary)
+    if 'latency' in summary and not FLAGS.json:
+        text += latency.describe(summary['latency']) + '\n'
+    sys.stdout.write(text)
     sys.stdout.flush()
 
 
@@ -128,6 +183,20 @@ def run_verify(args, model_name, masked_version, usage):
     check = cut_check_from_flags()
     from tf_benchmarks.deploy.verify_files import verify_files
     print(verify_files(args[0], args[1], FLAGS.data_dir, check, model_name, masked_version))
+    sys.stdout.flush()
+
+
+def run_latency_table(path, model_name, usage):
+    """`latency-table FILE.hdf5 --out TABLE.json`: the per-layer table of FILE's model."""
+    import os
+    if not FLAGS.out:
+        raise UserError('latency-table needs --out TABLE.json, the file to write. ' + usage)
+    if os.path.exists(FLAGS.out):
+        raise UserError('%s already exists; latency-table writes a new file, so pass another '
+                        '--out or remove it' % FLAGS.out)
+    settings = table_calls_from_flags()
+    from tf_benchmarks.deploy.latency_table import write_table_from_file
+    write_table_from_file(path, FLAGS.out, settings.batch, settings.calls, model_name)
     sys.stdout.flush()
 
 

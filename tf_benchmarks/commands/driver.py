@@ -22,8 +22,8 @@ from tf_benchmarks.runs.lock import RunLock
 from tf_benchmarks.runs.record_check import safe_name
 
 FLAGS = flags.FLAGS
-UNLOCKED_MODES = ('export', 'export-keras', 'summary', 'verify', 'import',
-                  'import-keras')  # they write elsewhere (--out) or nothing
+UNLOCKED_MODES = ('export', 'export-keras', 'summary', 'verify', 'import', 'import-keras',
+                  'latency-table')  # they write elsewhere (--out) or nothing
 
 
 def working_directory_lock():

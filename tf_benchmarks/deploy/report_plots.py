@@ -1,6 +1,8 @@
 """`report`: PNG plots drawn from a working directory's results.json: top-1 against FLOPs removed over
 the AOFP iterations, C-SGD against magnitude pruning at the same structure, widths per layer (base
-and every pruned model), and C-SGD's largest difference within clusters over the training steps."""
+and every pruned model), C-SGD's largest difference within clusters over the training steps, and
+the measured speed-up against FLOPs removed over the stages (with its numbers printed and in
+report_<run>_latency.json)."""
 
 import os
 
@@ -10,6 +12,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
 from tf_benchmarks.core.errors import UserError  # noqa: E402
+from tf_benchmarks.files.atomic import write_json  # noqa: E402
 from tf_benchmarks.runs.results import RESULTS, read_results  # noqa: E402
 
 _PHASE_LABELS = {'tuned': 'tuned (masked; equals the pruned model)', 'pruned': 'pruned',
@@ -143,6 +146,75 @@ def plot_cluster_difference(run_name, run, path):
     return _save(fig, path)
 
 
+def latency_points(run):
+    """One row per model measured in the run (phases at widths measured before are left out):
+    iteration, phase, FLOPs removed, the latency figures and speed-ups per runtime."""
+    rows = []
+    for it in run['iterations']:
+        for phase, entry in it.items():
+            latency = entry.get('latency') if isinstance(entry, dict) else None
+            if not latency or latency.get('same_widths_as'):
+                continue
+            row = dict(iteration=it['iteration'], phase=phase, file=entry['file'],
+                       flops_removed=entry['flops_removed'], widths=entry['widths'],
+                       throughput_batch=latency.get('throughput_batch'),
+                       machine=latency.get('machine'), model=latency['model'],
+                       base=latency.get('base'), speedup=latency.get('speedup', {}))
+            if entry.get('latency_target'):
+                row['latency_target'] = entry['latency_target']
+            rows.append(row)
+    return sorted(rows, key=lambda r: r['flops_removed'])
+
+
+def latency_lines(run_name, rows):
+    """The text of the latency numbers, one line per measured model."""
+    lines = ['%s: measured speed-up against the base (batch 1 median; throughput at batch %s)'
+             % (run_name, rows[0]['throughput_batch'])]
+    for r in rows:
+        parts = ['%s x%.2f / x%.2f' % (runtime, s['batch1'], s['throughput'])
+                 for runtime, s in sorted(r['speedup'].items())]
+        lines.append('  itr %d %-9s %5.1f%% FLOPs removed: %s' % (
+            r['iteration'], r['phase'], _pct(r['flops_removed']), ', '.join(parts) or
+            'no base measured'))
+        target = r.get('latency_target')
+        if target:
+            line = ('    latency target %.3f ms: predicted %.3f ms, measured %.3f ms (%+.1f%%)'
+                    % (target['target_ms'], target['predicted_ms'], target['measured_ms'],
+                       100 * (target['predicted_ms'] / target['measured_ms'] - 1)))
+            if target.get('rescaled_prediction_ms'):
+                line += '; rescaled to the load at the measurement %.3f ms (%+.1f%%)' % (
+                    target['rescaled_prediction_ms'],
+                    100 * (target['rescaled_prediction_ms'] / target['measured_ms'] - 1))
+            lines.append(line)
+    return lines
+
+
+def plot_speedup(run_name, run, rows, path):
+    """Measured speed-up (batch 1 and throughput, per runtime) against FLOPs removed, with the
+    FLOPs ratio 1 / (1 - removed) for reference."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [_pct(r['flops_removed']) for r in rows]
+    runtimes = sorted({rt for r in rows for rt in r['speedup']})
+    for runtime in runtimes:
+        for kind, style in (('batch1', 'o-'), ('throughput', 's--')):
+            points = [(0.0, 1.0)] + [(x, r['speedup'][runtime][kind]) for x, r in zip(xs, rows)
+                                     if runtime in r['speedup']]
+            ax.plot([p[0] for p in points], [p[1] for p in points], style,
+                    label='%s, %s' % (runtime, 'batch 1 latency' if kind == 'batch1' else
+                                      'throughput, batch %s' % rows[0]['throughput_batch']))
+    grid = [x / 2.0 for x in range(0, int(2 * max(xs + [1])) + 1)]
+    ax.plot(grid, [1 / max(1 - g / 100.0, 1e-3) for g in grid], 'k:', label='FLOPs ratio')
+    machine = rows[0].get('machine') or {}
+    ax.set_title('%s on %s (%s): measured speed-up\n%s, %s cores' % (
+        run['method'], run['model'], run_name, machine.get('cpu', '?'),
+        machine.get('cpu_count', '?')))
+    ax.set_xlabel('FLOPs removed against the base (%)')
+    ax.set_ylabel('speed-up over the base (x)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc='upper left')
+    return _save(fig, path)
+
+
 def make_report(directory='.', log=print):
     """Draw every plot results.json allows into `directory`; returns the files written."""
     document = read_results(directory)
@@ -160,6 +232,15 @@ def make_report(directory='.', log=print):
                                                                    % name)))
         if any(p in it for it in run['iterations'] for p in _PRUNED_PHASES):
             written.append(plot_widths(name, run, out('%s_widths' % name)))
+        rows = latency_points(run)
+        if rows:
+            written.append(plot_speedup(name, run, rows, out('%s_speedup_vs_flops' % name)))
+            numbers = os.path.join(directory, 'report_%s_latency.json' % name)
+            write_json(numbers, dict(run=name, model=run['model'], method=run['method'],
+                                     measurements=rows))
+            written.append(numbers)
+            for line in latency_lines(name, rows):
+                log(line)
     for cname, csgd in sorted(runs.items()):
         if csgd['method'] != 'csgd':
             continue

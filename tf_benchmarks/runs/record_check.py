@@ -155,6 +155,37 @@ def _check_phase(where, entry):
         _expect(entry.get('max_cluster_difference'), _NUMBER, where + '.max_cluster_difference')
 
 
+def _positive(value, where):
+    import math
+    if not isinstance(value, _NUMBER) or isinstance(value, bool) or not math.isfinite(value) \
+            or value <= 0:
+        raise Malformed('%s is %r, not a finite positive number' % (where, value))
+
+
+def _check_latency(where, entry):
+    """A phase's measured `latency` and AOFP's `latency_target`, which `report` draws."""
+    latency = entry.get('latency')
+    if latency is not None:
+        _expect(latency, dict, where + '.latency')
+        for part in ('model', 'base'):
+            for runtime, figures in _expect(latency.get(part, {}), dict,
+                                            '%s.latency.%s' % (where, part)).items():
+                _expect(figures, dict, '%s.latency.%s.%s' % (where, part, runtime))
+                for field in ('batch1_median_ms', 'batch1_p95_ms', 'images_per_s'):
+                    _positive(figures.get(field), '%s.latency.%s.%s.%s'
+                              % (where, part, runtime, field))
+        for runtime, speedup in _expect(latency.get('speedup', {}), dict,
+                                        where + '.latency.speedup').items():
+            _expect(speedup, dict, '%s.latency.speedup.%s' % (where, runtime))
+            for field in ('batch1', 'throughput'):
+                _positive(speedup.get(field), '%s.latency.speedup.%s.%s' % (where, runtime, field))
+    target = entry.get('latency_target')
+    if target is not None:
+        _expect(target, dict, where + '.latency_target')
+        for field in ('target_ms', 'predicted_ms', 'measured_ms'):
+            _positive(target.get(field), '%s.latency_target.%s' % (where, field))
+
+
 def _check_run(name, run):
     where = 'run %r' % name
     if not safe_name(name):
@@ -176,6 +207,7 @@ def _check_run(name, run):
         for phase, entry in iteration.items():
             if isinstance(entry, dict):
                 _check_phase('%s iteration %d %s' % (where, k, phase), entry)
+                _check_latency('%s iteration %d %s' % (where, k, phase), entry)
 
 
 def check_results(document):
