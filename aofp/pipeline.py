@@ -132,10 +132,16 @@ def _train_settings(s, epochs):
 
 
 def check_target_layers(model, layers, flag='--target_layers'):
-    """The layers AOFP searches: `layers`, or every layer of the model; each must be the root of
-    its channel group (a ResNet pacesetter stands for its followers). `flag` names them in errors."""
+    """The layers AOFP searches: `layers`, else the model's default target layers (a network that
+    is not shipped: every channel group whose outputs feed a conv or FC layer), else every group;
+    each must be the root of its channel group (a ResNet pacesetter stands for its followers).
+    `flag` names them in errors."""
     n = len(model.default_deps)
-    layers = list(range(n)) if layers is None else sorted(set(int(l) for l in layers))
+    if layers is None:
+        layers = model.default_target_layers
+        if layers is None:
+            layers = [g.root for g in model.groups]
+    layers = sorted(set(int(l) for l in layers))
     roots = {member: g.root for g in model.groups for member in g.members}
     for layer in layers:
         if not 0 <= layer < n:
@@ -242,6 +248,8 @@ class AofpPruning:
         self.spec = recipe.input_spec(self.s, self.model, base.input_spec)
         self.stored_spec = recipe.stored_spec(self.spec, self.model)
         self.num_logits = sources.logits(self.data_dir, self.model)
+        self.file_fields = dict(network=self.model.network,
+                                class_names=sources.class_names(self.data_dir))
         self.verifier = CutVerifier(self.verify, self.model, self.data_dir, self.stored_spec,
                                     self.num_logits)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps, self.num_logits).shapes,
@@ -250,7 +258,8 @@ class AofpPruning:
         self.num_examples = n = sources.check_data(self.data_dir, self.spec).num_examples
         check_steps(search_config(self.s, n), n, 'the search', '--search_max_epochs')
         check_steps(finetune_config(self.s, n), n, 'finetuning', '--finetune_epochs')
-        StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log).run()
+        StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log,
+                    network=None if self.model.builtin else self.model.network).run()
         return self.prefix(len(self.s.itr_schedule) - 1) + '_ftedweights.hdf5'
 
     def deps_of(self, deps, target_widths):
@@ -275,7 +284,8 @@ class AofpPruning:
         search = AofpSearch([np.ones(deps[t], np.float32) for t in self.target_layers],
                             self.s.batches_per_half, self.s.metric_limit,
                             self.s.search_start_step,
-                            lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target)
+                            lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target,
+                            min_width=self.s.min_width, round_to=self.s.round_to)
         hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
                           self.s.remain_log_steps, self.s.save_per_moves)
         trainer = Trainer(self.model, deps, self.data_dir, search_config(self.s, self.num_examples),
@@ -290,7 +300,8 @@ class AofpPruning:
             hook.log('search stopped after %d steps at %.1f%% of FLOPs removed, short of the '
                      'target %.0f%% (raise --search_max_epochs or --metric_limit)'
                      % (result.step, 100 * search.flops_pruned(search.widths), 100 * target))
-        hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks(), self.stored_spec)
+        hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks(), self.stored_spec,
+                          **self.file_fields)
         tuned_file = hdf5_io.read_hdf5(tuned)
         return self._log_eval(k, 'tuned', tuned, tuned_file, 9,
                               'after tuning, the masks suggest deps=%s' % self._widths(tuned_file),
@@ -301,7 +312,7 @@ class AofpPruning:
         tuned_file = hdf5_io.read_hdf5(tuned)
         weights, deps = prune_weights(self.model, tuned_file)
         comparison = self.verify_pruning(k, tuned_file, weights, deps)
-        hdf5_io.save_hdf5(pruned, weights, deps, input_spec=self.stored_spec)
+        hdf5_io.save_hdf5(pruned, weights, deps, input_spec=self.stored_spec, **self.file_fields)
         log_important(self.verifier.line(comparison, 'pruned', 'tuned (masked)'),
                       self.prefix(k) + '_bdslog.txt')
         return self._log_eval(k, 'pruned', pruned, hdf5_io.read_hdf5(pruned), 8,
@@ -331,7 +342,8 @@ class AofpPruning:
                          logs=self.logs, input_spec=self.stored_spec, hooks=evals).run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
-        hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps, input_spec=self.stored_spec)
+        hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps, input_spec=self.stored_spec,
+                          **self.file_fields)
         extra = {'evaluations': evals[0].results()} if evals else {}
         return self._log_eval(k, 'finetuned', fted, hdf5_io.read_hdf5(fted), 8, **extra)
 

@@ -1,6 +1,8 @@
 """Which model a weights file holds, and the weights it stands for at inference: the model named by
-`--model`, or else the one whose variables the file fits; an AOFP tuned file's masked filters are
-removed (so its widths are the masked model's)."""
+`--model`, else the network description the file carries (a shipped model where it is one's), else
+the shipped model whose variables the file fits (the originals' files); an AOFP tuned file's masked
+filters are removed (so its widths are the masked model's). `resolve_model` is what `--model`
+names, a weight file's description included."""
 
 import dataclasses
 from typing import Dict, Tuple
@@ -9,7 +11,8 @@ import numpy as np
 
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.core.errors import UserError
-from tf_benchmarks.models.registry import MODELS, get_model
+from tf_benchmarks.models.registry import MODELS, ModelSpec, from_description
+from tf_benchmarks.models.user_models import resolve_model as resolve_named_model
 from tf_benchmarks.network.input_spec import InputSpec, default_spec
 from tf_benchmarks.pruning.surgery import remove_masked
 
@@ -47,11 +50,35 @@ def _fit_problem(model, weight_file):
     return None
 
 
+def resolve_model(text):
+    """The ModelSpec `--model TEXT` names: a shipped model, a .py file (imported: the user named
+    it), a .json description, an entry point, or a .hdf5/.h5 file's network description (read as
+    data)."""
+    if isinstance(text, ModelSpec):
+        return text
+    if text.endswith(('.hdf5', '.h5')):
+        weight_file = hdf5_io.read_hdf5(text)
+        if weight_file.network is None:
+            raise UserError('--model %s: the file carries no network description (an original\'s '
+                            'file, or one written before descriptions); pass the model\'s name or '
+                            'its .py file' % text)
+        return from_description(weight_file.network, text)
+    return resolve_named_model(text)
+
+
 def identify_model(weight_file, path, model_name=None):
-    """The ModelSpec of a file: `model_name` if given (the file must fit it), else the one model it
-    fits; a UserError naming the problem otherwise."""
+    """The ModelSpec of a file: `model_name` (a name, file or ModelSpec, see resolve_model) if
+    given (the file must fit it), else the file's network description, else the one shipped model
+    it fits; a UserError naming the problem otherwise. Nothing the file says is imported."""
+    if model_name is None and weight_file.network is not None:
+        model = from_description(weight_file.network, '%s (its network)' % path)
+        problem = _fit_problem(model, weight_file)
+        if problem:
+            raise UserError('%s does not fit the network it describes (%s): %s; the file is '
+                            'damaged' % (path, model.name, problem))
+        return model
     if model_name:
-        model = get_model(model_name)
+        model = resolve_model(model_name)
         problem = _fit_problem(model, weight_file)
         if problem:
             raise UserError('%s does not fit the model %s: %s. Pass the --model it was trained as, '
@@ -89,6 +116,11 @@ def check_masks(model, deps, masks, path):
 def _ranges(numbers):
     return ', '.join(map(str, numbers)) if len(numbers) <= 8 else '%s, ... %d' % (
         ', '.join(map(str, numbers[:6])), numbers[-1])
+
+
+def model_of_file(path, model_name=None):
+    """The ModelSpec of the weights file `path` (see identify_model)."""
+    return identify_model(hdf5_io.read_hdf5(path), path, model_name)
 
 
 def read_model_file(path, model_name=None):
