@@ -1,6 +1,7 @@
 """`export`: a weights file as an inference-only SavedModel (uint8 NHWC 32x32x3 images in, the
 evaluation's scaling inside, BN folded into the convolutions, `logits` and `probabilities` out) and,
-optionally, a TFLite file of the same model; written to a temporary directory, then renamed."""
+optionally, a TFLite file of the same model, with the file's class names in labels.txt beside them
+and in export.json; written to a temporary directory, then renamed."""
 
 import json
 import os
@@ -22,6 +23,7 @@ from tf_benchmarks.pruning.file_model import read_model_file
 SIGNATURE = 'serving_default'
 TFLITE_FILE = 'model.tflite'
 INFO_FILE = 'export.json'
+LABELS_FILE = 'labels.txt'  # the class names, one a line in logit order (TFLite's label file form)
 
 
 class FoldedBuilder(ConvNetBuilder):
@@ -160,6 +162,11 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print):
             outputs={'logits': 'float32 [batch, %d]' % mf.num_classes,
                      'probabilities': 'softmax of the logits'},
             batch_norm='folded into the preceding convolutions; others as scale and shift')
+        if mf.class_names:
+            info['class_names'] = list(mf.class_names)
+            info['labels'] = LABELS_FILE
+            with open(os.path.join(tmp, LABELS_FILE), 'w') as f:
+                f.write(''.join(name + '\n' for name in mf.class_names))
         if tflite:
             _convert_tflite(tmp, os.path.join(tmp, TFLITE_FILE))
             info['tflite'] = TFLITE_FILE

@@ -171,14 +171,25 @@ def describe(add_inference, default_deps, num_classes, name, image_shape=(32, 32
         desc['builder'] = dict(builder.settings)
     check_description(desc, name)
     traced = trace_of(desc)
-    if traced.deps != default_deps:
-        i = next(i for i, (a, b) in enumerate(zip(traced.deps, default_deps)) if a != b) \
-            if len(traced.deps) == len(default_deps) else min(len(traced.deps), len(default_deps))
+    if len(traced.convs) != len(default_deps):
         raise UserError('%s cannot be described: it has %d conv layers and %d widths (DEFAULT_DEPS); '
-                        'conv layer i must have deps[i] filters, and layer %d does not'
-                        % (name, len(traced.deps), len(default_deps), i))
+                        'give every conv layer its own entry of deps, in the order the layers are '
+                        'built' % (name, len(traced.convs), len(default_deps)))
+    _check_widths(name, traced, traced, default_deps)
     _check_at_other_widths(desc, add_inference, traced)
     return desc
+
+
+def _check_widths(name, traced, model_trace, deps):
+    """Conv layer i has deps[i] filters; else a UserError naming the first layer that has not."""
+    for conv, theirs in zip(traced.convs, model_trace.convs):
+        if conv.out_channels != deps[conv.index] or theirs.out_channels != deps[conv.index]:
+            raise UserError(
+                '%s cannot be described: conv layer %d (%s) has %d filters when deps[%d] is %d: '
+                'its width is computed from the widths or fixed, not passed as deps[i] itself; '
+                'give every conv layer its own entry of deps (num_out=deps[i])'
+                % (name, conv.index, theirs.kernel, theirs.out_channels, conv.index,
+                   deps[conv.index]))
 
 
 def _check_at_other_widths(desc, add_inference, traced):
@@ -192,14 +203,11 @@ def _check_at_other_widths(desc, add_inference, traced):
         raise UserError('%s cannot be described: it fails when every channel group is one filter '
                         'wider (%s), so its widths are not only its deps' % (desc['name'], e))
     replayed = trace_of(desc, deps, classes)
-    for ours, theirs in zip(replayed.convs, model.trace.convs):
-        if ours.out_channels != theirs.out_channels or ours.in_channels != theirs.in_channels:
-            raise UserError(
-                '%s cannot be described: conv layer %d (%s) has %d filters when deps[%d] is %d: '
-                'its width is computed from the widths, not passed as deps[i] itself; give every '
-                'conv layer its own entry of deps (num_out=deps[i])'
-                % (desc['name'], ours.index, theirs.kernel, theirs.out_channels, ours.index,
-                   deps[ours.index]))
+    if len(model.trace.convs) != len(replayed.convs):
+        raise UserError('%s cannot be described: it has %d conv layers at other widths and %d at '
+                        'its DEFAULT_DEPS' % (desc['name'], len(model.trace.convs),
+                                              len(replayed.convs)))
+    _check_widths(desc['name'], replayed, model.trace, deps)
     for ours, theirs in zip(replayed.affines, model.trace.affines):
         if ours.out_features != theirs.out_features:
             raise UserError('%s cannot be described: FC layer %s has %d outputs where the class '
@@ -305,6 +313,12 @@ def check_description(desc, source):
     return desc
 
 
+def _scope_name(text):
+    """A variable scope: names of letters, digits, _, - and . (not . or ..) separated by /."""
+    return isinstance(text, str) and len(text) <= MAX_STRING and bool(_SCOPE.match(text)) and \
+        not {'.', '..'} & set(text.split('/'))
+
+
 def _check_call(call, k, source, num_deps):
     where = 'calls[%d]' % k
     if not isinstance(call, dict) or sorted(call) != sorted(_CALL_KEYS):
@@ -313,8 +327,7 @@ def _check_call(call, k, source, num_deps):
     if op not in DESCRIBABLE_OPS:
         raise _bad(source, where, 'op %s is not one of %s' % (_shown(op), ', '.join(DESCRIBABLE_OPS)))
     where = '%s (%s)' % (where, op)
-    if not isinstance(call['scope'], str) or len(call['scope']) > MAX_STRING or \
-            not _SCOPE.match(call['scope']):
+    if not _scope_name(call['scope']):
         raise _bad(source, where, 'scope %s is not a variable scope (names of letters, digits, _, '
                    '- and . separated by /)' % _shown(call['scope']))
     params = _signature(op).parameters
@@ -335,8 +348,7 @@ def _check_call(call, k, source, num_deps):
     for name, value in call['args'].items():
         if name not in params or name in NODE_PARAMS or name == 'self':
             raise _bad(source, where, '%s has no parameter %s' % (op, _shown(name)))
-        if name == 'name' and not (isinstance(value, str) and value and _SCOPE.match(value)) \
-                and value is not None:
+        if name == 'name' and value is not None and not (value and _scope_name(value)):
             raise _bad(source, where, 'name %s is not a variable scope name' % _shown(value))
         _check_value(value, '%s: argument %s' % (where, name), source, num_deps)
 

@@ -5,7 +5,7 @@ filters are removed (so its widths are the masked model's). `resolve_model` is w
 names, a weight file's description included."""
 
 import dataclasses
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class ModelFile:
     masked: bool
     num_classes: int            # the file's logits
     input_spec: InputSpec       # the file's input (or the model's default)
+    class_names: Optional[Tuple[str, ...]] = None  # the data set's classes, where the file has them
 
 
 def _fit_problem(model, weight_file):
@@ -135,4 +136,4 @@ def read_model_file(path, model_name=None):
                                       weights, weight_file.masks)
     return ModelFile(path, model, weights, tuple(deps), file_deps, bool(weight_file.masks),
                      model.file_num_classes(weight_file),
-                     weight_file.input_spec or default_spec(model))
+                     weight_file.input_spec or default_spec(model), weight_file.class_names)
