@@ -56,9 +56,10 @@ def _scaled(width, fraction, up):
 
 def rounded_width(target, width, min_width=1, round_to=1):
     """A fraction's target for a layer of `width` filters with --min_width and --round_to: rounded
-    up to a multiple of round_to, at least min_width, never wider than the layer (1, 1: as given)."""
-    target = -(-target // round_to) * round_to
-    return min(width, max(target, min_width))
+    up to a multiple of round_to, at least min_width rounded up likewise, never wider than the
+    layer (1, 1: as given)."""
+    floor = -(-min_width // round_to) * round_to
+    return min(width, max(-(-target // round_to) * round_to, floor))
 
 
 def target_layers(model, layers=None):
