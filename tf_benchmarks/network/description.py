@@ -380,9 +380,12 @@ def replay(desc, cnn, deps, num_classes, source=None):
         try:
             with scope:
                 out = getattr(cnn, call['op'])(**kwargs)
-        except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError) as e:
+        except UserError:
+            raise
+        except Exception as e:  # the builder refused the data: one line, never a traceback
             raise UserError('%s: calls[%d] (%s) cannot be built: %s' % (
-                source or desc['name'], k, call['op'], str(e) or type(e).__name__))
+                source or desc['name'], k, call['op'], str(e).splitlines()[0] if str(e) else
+                type(e).__name__))
         if not isinstance(out, Node):
             raise UserError('%s: calls[%d] (%s) made no tensor' % (source or desc['name'], k,
                                                                    call['op']))
