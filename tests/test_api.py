@@ -30,6 +30,17 @@ def test_networks_load_with_what_the_project_derives(tmp_path):
     assert summary['total']['flops'] == sum(r['flops'] for r in summary['layers'])
 
 
+def test_a_command_runs_as_the_driver_does(tmp_path, synthetic_dir):
+    net = api.load_network(NET)
+    deps = [2] * 7 + [4] * 14
+    path = str(tmp_path / 'r.hdf5')
+    hdf5_io.save_hdf5(path, random_weights(net.trace(deps), 0), deps, network=net.network)
+    run = api.evaluate(path, workdir=str(tmp_path / 'w'), data_dir=synthetic_dir)
+    assert run.stdout.startswith('top1 ') and '(200 images)  deps %s' % deps in run.stdout
+    assert (tmp_path / 'w' / 'bc_overall_eval_records.txt').read_text().startswith('resnet20,')
+    assert run.results() is None
+
+
 def test_flags_and_a_failing_command(tmp_path):
     os.makedirs(tmp_path / 'data')
     assert _flag_args({'round_to': 8, 'tflite': True, 'json': False, 'deps': [4, 8],

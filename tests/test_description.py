@@ -119,6 +119,16 @@ def test_a_width_computed_from_deps_is_an_error_naming_the_layer():
                                         r'is 8: its width is computed'):
         spec_from_definition(net, 'net.py', 'net')
 
+    def fixed(cnn, deps, num_classes):   # right at DEFAULT_DEPS, wrong at any other widths
+        cnn.conv(deps[0], 3, 3)
+        cnn.conv(8, 3, 3)
+        cnn.spatial_mean()
+        return cnn.affine(num_classes, activation='linear')
+    net = types.SimpleNamespace(add_inference=fixed, DEFAULT_DEPS=[4, 8])
+    with pytest.raises(UserError, match=r'conv layer 1 \(conv1/conv2d/kernel\) has 8 filters '
+                                        r'when deps\[1\] is 9'):
+        spec_from_definition(net, 'net.py', 'net')
+
 
 ADD_ERROR = ('net.py: add_inference failed while it was traced: ValueError: add of tensors whose '
              'channels come from differently laid out producers')
@@ -238,3 +248,33 @@ def test_the_search_keeps_every_width_at_the_floor_and_a_multiple():
         plain.step_masks()
         plain.record(step, [0.0, 0.0, 0.0])
     assert plain.widths == [1, 1, 1]
+
+
+def test_a_run_record_holds_only_checked_descriptions(tmp_path):
+    net = get_model('src56').network
+    record = {'commands': [], 'stages': {}, 'networks': {description.digest(net): net}}
+    path = tmp_path / 'run.json'
+    path.write_text(json.dumps(record))
+    assert StageRunner([], record_path=str(path)).read_record()['networks'] == record['networks']
+    for bad in ({'0' * 64: net}, {description.digest(net): dict(net, calls=[])}):
+        path.write_text(json.dumps(dict(record, networks=bad)))
+        with pytest.raises(UserError, match='is not a run record of this project'):
+            StageRunner([], record_path=str(path)).read_record()
+
+
+def test_a_package_entry_point_loads_only_for_a_name_no_shipped_model_has(tmp_path, monkeypatch):
+    import importlib.metadata
+    from tf_benchmarks.models import user_models
+    (tmp_path / 'mynets.py').write_text(open(RESNET20).read().replace("NAME = 'resnet20'",
+                                                                      "NAME = 'r20pkg'"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    points = [importlib.metadata.EntryPoint('r20pkg', 'mynets', user_models.ENTRY_POINT_GROUP),
+              importlib.metadata.EntryPoint('vc', 'no_such_module', user_models.ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(user_models.importlib.metadata, 'entry_points',
+                        lambda group: [p for p in points if p.group == group])
+    model = user_models.resolve_model('r20pkg')
+    assert model.name == 'r20pkg' and len(model.default_deps) == 21
+    assert user_models.resolve_model('vc') is get_model('vc')   # built in first: not loaded
+    with pytest.raises(UserError, match=r"unknown model 'nope'; known models: dc40, src110, src56, "
+                                        r"sres50, vc, r20pkg, or a network of your own"):
+        user_models.resolve_model('nope')

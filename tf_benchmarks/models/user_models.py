@@ -59,7 +59,9 @@ def spec_from_definition(obj, source, default_name):
                         % (source, name))
     try:
         desc = description.describe(add_inference, deps, classes, name, (size, size, 3))
-    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+    except UserError:
+        raise
+    except Exception as e:  # the user's code, traced: any failure is theirs to see in one line
         raise UserError('%s: add_inference failed while it was traced: %s: %s'
                         % (source, type(e).__name__, e))
     return from_description(desc, source)
@@ -119,7 +121,7 @@ def resolve_model(text):
     model = load_entry_point(text) if re.match(r'^[A-Za-z0-9_.-]+$', text) else None
     if model is not None:
         return model
-    extra = entry_point_names()
+    extra = [n for n in entry_point_names() if n not in MODELS]  # shipped names come first
     raise UserError('unknown model %r; known models: %s%s, or a network of your own: a .py file '
                     '(add_inference and DEFAULT_DEPS), a .json or .hdf5 file carrying a network '
                     'description' % (text, ', '.join(sorted(MODELS)),

@@ -199,7 +199,9 @@ def _check_at_other_widths(desc, add_inference, traced):
     model = NetworkBuilder(image_shape=tuple(desc['image_shape']))
     try:
         add_inference(model, deps, classes)
-    except (ValueError, TypeError, IndexError) as e:
+    except UserError:
+        raise
+    except Exception as e:  # the model's own code
         raise UserError('%s cannot be described: it fails when every channel group is one filter '
                         'wider (%s), so its widths are not only its deps' % (desc['name'], e))
     replayed = trace_of(desc, deps, classes)

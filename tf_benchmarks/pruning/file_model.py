@@ -89,7 +89,9 @@ def identify_model(weight_file, path, model_name=None):
     fitting = [m for m in MODELS.values() if _fit_problem(m, weight_file) is None]
     if not fitting:
         raise UserError('%s is not a weights file of a known architecture: its variables (%d, e.g. '
-                        '%s) and widths fit none of the models %s'
+                        '%s) and widths fit none of the models %s, and it carries no network '
+                        'description; if it belongs to another architecture, pass --model with '
+                        'that network (e.g. its .py file)'
                         % (path, len(weight_file.weights),
                            ', '.join(sorted(weight_file.weights)[:2]) or 'none',
                            ', '.join(sorted(MODELS))))
