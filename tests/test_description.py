@@ -278,3 +278,53 @@ def test_a_package_entry_point_loads_only_for_a_name_no_shipped_model_has(tmp_pa
     with pytest.raises(UserError, match=r"unknown model 'nope'; known models: dc40, src110, src56, "
                                         r"sres50, vc, r20pkg, or a network of your own"):
         user_models.resolve_model('nope')
+
+
+def test_aofp_and_csgd_cuts_of_a_concat_user_network_are_exact():
+    """A small DenseNet-like network of your own: AOFP's masked model == its pruned model, and a
+    trim of identical clusters changes no logit, the concatenation's consumers included."""
+    from aofp.pipeline import masked_builder_factory
+    from tf_benchmarks.pruning.surgery import apply_surgery, remove_masked
+
+    def add_inference(cnn, deps, num_classes):
+        stem = cnn.conv(deps[0], 3, 3)
+        grown = cnn.conv(deps[1], 3, 3)
+        cnn.concat([stem, grown])
+        cnn.batch_norm()
+        cnn.relu()
+        cnn.mpool(2, 2)
+        cnn.conv(deps[2], 1, 1)
+        cnn.flatten()
+        return cnn.affine(num_classes, activation='linear')
+    model = spec_from_definition(types.SimpleNamespace(add_inference=add_inference,
+                                                       DEFAULT_DEPS=[4, 4, 6], IMAGE_SIZE=8),
+                                 'dense.py', 'dense')
+    assert model.default_target_layers == (0, 1, 2)
+    deps, trace = [4, 4, 6], model.trace([4, 4, 6])
+    weights = random_weights(trace, 1)
+    images = np.random.default_rng(2).uniform(-1, 1, (5, 8, 8, 3)).astype(np.float32)
+    masks = {0: np.array([1, 0, 1, 1], np.float32), 1: np.array([0, 1, 1, 0], np.float32),
+             2: np.array([1, 1, 0, 1, 0, 1], np.float32)}
+    masked = predict_logits(model, deps, weights, images, masked_builder_factory(sorted(masks)),
+                            feed_fn=lambda b: {b.base_masks[i]: masks[i] for i in masks})
+    pruned, small = remove_masked(trace, weights, masks)
+    assert small == [3, 2, 4]
+    np.testing.assert_allclose(predict_logits(model, small, pruned, images), masked, atol=1e-5)
+    plans = {0: [[0, 2], [1], [3]], 1: [[0], [1, 3], [2]], 2: [[0, 5], [1, 2], [3], [4]]}
+    for layer, clusters in plans.items():
+        kernel = weights[trace.convs[layer].kernel]
+        for cluster in clusters:
+            kernel[..., cluster] = kernel[..., [min(cluster)]]
+    from csgd.clustering import bn_channel_clusters
+    bn_plans = bn_channel_clusters(trace, plans)
+    assert bn_plans[2] == [[0, 2], [1], [3], [4], [5, 7], [6]]  # the BN over the concatenation
+    for bn in trace.bns:
+        for role in ('gamma', 'beta', 'moving_mean', 'moving_variance'):
+            vector = weights['%s/%s' % (bn.scope, role)]
+            for cluster in bn_plans[bn.index]:
+                vector[cluster] = vector[min(cluster)]
+    trimmed, small = apply_surgery(trace, weights, plans)
+    assert small == [3, 3, 4]
+    full = predict_logits(model, deps, weights, images)
+    np.testing.assert_allclose(predict_logits(model, small, trimmed, images), full, atol=1e-5)
+    assert np.abs(full).max() > 1e-2
