@@ -11,6 +11,7 @@ from tf_benchmarks import api
 from tf_benchmarks.api.calls import _flag_args
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.network import description
 
 NET = os.path.join(REPO, 'examples', 'resnet20.py')
 
@@ -25,6 +26,8 @@ def test_networks_load_with_what_the_project_derives(tmp_path):
     path = str(tmp_path / 'r.hdf5')
     hdf5_io.save_hdf5(path, random_weights(net.trace(deps), 0), deps, network=desc)
     assert api.load_network(path).network == desc
+    (tmp_path / 'net.json').write_bytes(description.to_bytes(desc))
+    assert api.load_network(str(tmp_path / 'net.json')).network == desc   # data: nothing runs
     summary = api.summary(path)
     assert summary['model'] == 'resnet20' and summary['widths'] == deps
     assert summary['total']['flops'] == sum(r['flops'] for r in summary['layers'])
