@@ -41,15 +41,15 @@ from tf_benchmarks.commands.driver_flags import (apply_common_flags,  # noqa: E4
 from tf_benchmarks.core.errors import UserError  # noqa: E402
 from aofp import pipeline  # noqa: E402
 from aofp.latency_target import LatencyTarget, parse_targets  # noqa: E402
-from aofp.presets import PRESETS  # noqa: E402
+from aofp.presets import PRESETS, user_preset  # noqa: E402
 
 FLAGS = flags.FLAGS
 USAGE = ('usage: aofp_standalone.py train | eval FILE.hdf5 | prune | oracle FILE.hdf5 | '
          + deploy_commands.USAGE)
 
 
-def settings_from_flags():
-    settings = apply_common_flags(PRESETS)
+def settings_from_flags(model):
+    settings = apply_common_flags(PRESETS, model, user_preset)
     override_from_flags(settings, ('batches_per_half', 'metric_limit', 'finetune_epochs',
                                    'search_max_epochs'),
                         positive=('batches_per_half', 'finetune_epochs', 'search_max_epochs'),

@@ -134,10 +134,16 @@ def _train_settings(s, epochs):
 
 
 def check_target_layers(model, layers, flag='--target_layers'):
-    """The layers AOFP searches: `layers`, or every layer of the model; each must be the root of
-    its channel group (a ResNet pacesetter stands for its followers). `flag` names them in errors."""
+    """The layers AOFP searches: `layers`, else the model's default target layers (a network that
+    is not shipped: every channel group whose outputs feed a conv or FC layer), else every group;
+    each must be the root of its channel group (a ResNet pacesetter stands for its followers).
+    `flag` names them in errors."""
     n = len(model.default_deps)
-    layers = list(range(n)) if layers is None else sorted(set(int(l) for l in layers))
+    if layers is None:
+        layers = model.default_target_layers
+        if layers is None:
+            layers = [g.root for g in model.groups]
+    layers = sorted(set(int(l) for l in layers))
     roots = {member: g.root for g in model.groups for member in g.members}
     for layer in layers:
         if not 0 <= layer < n:
@@ -266,6 +272,8 @@ class AofpPruning:
         self.spec = recipe.input_spec(self.s, self.model, base.input_spec)
         self.stored_spec = recipe.stored_spec(self.spec, self.model)
         self.num_logits = sources.logits(self.data_dir, self.model)
+        self.file_fields = dict(network=self.model.network,
+                                class_names=sources.class_names(self.data_dir))
         self.verifier = CutVerifier(self.verify, self.model, self.data_dir, self.stored_spec,
                                     self.num_logits)
         hdf5_io.check_weights_fit(self.model.trace(self.base_deps, self.num_logits).shapes,
@@ -280,8 +288,8 @@ class AofpPruning:
             if self.latency_target.table_file:
                 self.target_search.table(self.base_deps)
         try:
-            StageRunner(self.stages(), self.logs, restart_from=self.restart_from,
-                        log=self.log).run()
+            StageRunner(self.stages(), self.logs, restart_from=self.restart_from, log=self.log,
+                        network=None if self.model.builtin else self.model.network).run()
         finally:
             if self.latency:
                 self.latency.close()
@@ -330,7 +338,8 @@ class AofpPruning:
                             self.s.batches_per_half, self.s.metric_limit,
                             self.s.search_start_step,
                             lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target,
-                            reached=reached)
+                            reached=reached, min_width=self.s.min_width,
+                            round_to=self.s.round_to)
         hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
                           self.s.remain_log_steps, self.s.save_per_moves,
                           lambda widths: self.other_flops_pruned(self.deps_of(deps, widths)))
@@ -359,7 +368,8 @@ class AofpPruning:
                          'a predicted %.3f ms' % extra['latency_target']['predicted_ms'],
                          '%.0f%%' % (100 * target) if target is not None else
                          '%.3f ms' % extra['latency_target']['target_ms']))
-        hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks(), self.stored_spec)
+        hdf5_io.save_hdf5(tuned, result.weights, deps, hook.masks(), self.stored_spec,
+                          **self.file_fields)
         tuned_file = hdf5_io.read_hdf5(tuned)
         return self._log_eval(k, 'tuned', tuned, tuned_file, 9,
                               'after tuning, the masks suggest deps=%s' % self._widths(tuned_file),
@@ -369,7 +379,7 @@ class AofpPruning:
         tuned_file = hdf5_io.read_hdf5(tuned)
         weights, deps = prune_weights(self.model, tuned_file)
         comparison = self.verify_pruning(k, tuned_file, weights, deps)
-        hdf5_io.save_hdf5(pruned, weights, deps, input_spec=self.stored_spec)
+        hdf5_io.save_hdf5(pruned, weights, deps, input_spec=self.stored_spec, **self.file_fields)
         log_important(self.verifier.line(comparison, 'pruned', 'tuned (masked)'),
                       self.prefix(k) + '_bdslog.txt')
         return self._log_eval(k, 'pruned', pruned, hdf5_io.read_hdf5(pruned), 8,
@@ -399,7 +409,8 @@ class AofpPruning:
                          logs=self.logs, input_spec=self.stored_spec, hooks=evals).run()
         if not workers.writes_files():  # another worker's part ends with the training
             return
-        hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps, input_spec=self.stored_spec)
+        hdf5_io.save_hdf5(fted, result.weights, pruned_file.deps, input_spec=self.stored_spec,
+                          **self.file_fields)
         extra = {'evaluations': evals[0].results()} if evals else {}
         return self._log_eval(k, 'finetuned', fted, hdf5_io.read_hdf5(fted), 8, **extra)
 

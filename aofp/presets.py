@@ -40,6 +40,8 @@ class AofpSettings(RecipeFields):
     finetune_warmup_epochs: float = 10
     finetune_cosine: bool = False    # cosine decay from lr_values[0] instead of the steps
     finetune_lr: Optional[float] = None  # first LR of finetuning (default lr_values[0])
+    min_width: int = 1               # no layer is searched below this many filters
+    round_to: int = 1                # every searched layer keeps a multiple of this many filters
     # bookkeeping
     display_every: int = 100
     eval_batch_size: int = 500
@@ -134,3 +136,11 @@ PRESETS = {
     'c1': {'sres50': _sres50(True, 0.3288)},
     'c2': {'sres50': _sres50(True, 0.5673)},
 }
+
+
+def user_preset(preset, model):
+    """A network that is not shipped (--model net.py): the ResNet recipe of `preset` (paper or
+    smoke) at the network's own DEFAULT_DEPS, searching its default target layers (every conv layer
+    whose outputs feed a conv or FC layer, a channel group by its first layer)."""
+    return dataclasses.replace(_resnet(9, preset == 'paper'), deps=tuple(model.default_deps),
+                               target_layers=None)

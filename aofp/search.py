@@ -9,7 +9,14 @@ over (`batches_per_half` steps after it started), the m filters with the smalles
   - quit:   else if m <= 1 -> nothing can be pruned now, restart on all alive filters;
   - refine: else S = the m passed filters, next half.
 Layers start staggered (`start_step + i * (batches_per_half // n_layers)`) and accumulate errors from
-the first step, as in the original. Deviations: a filter never dropped in a half has mean error
+the first step, as in the original.
+
+Widths (`min_width` N, `round_to` M, both 1 by default, which is the original): a move keeps
+kept = max(ceil((alive - m) / M) * M, floor) filters, floor = ceil(N / M) * M (at most alive), and
+removes the alive - kept passed filters of smallest mean error; the other passed filters, the
+next-best, stay. A move that would remove none is a quit (a new move on all alive filters), and a
+refinement whose next half could remove none is one too; a layer at its floor is searched no more.
+So every width the search leaves is a multiple of M (or the layer's untouched width) and >= N. Deviations: a filter never dropped in a half has mean error
 +inf (the original's 0 would prune it on no evidence), and the FLOPs target is checked right after a
 move is applied (the original checked the widths before the move, overshooting by one more move).
 With a latency target, the same check asks the latency table's prediction instead.
@@ -30,17 +37,28 @@ def calc_next_half_size(s):
     return small if s / small - 2 <= 2 - s / large else large
 
 
-class LayerState:
-    """Mask, search space and accumulated errors of one target layer."""
+def kept_after_move(alive, passed, min_width=1, round_to=1):
+    """How many filters a layer of `alive` keeps when `passed` of them passed a move (see the
+    module docstring): the rest rounded up to a multiple of round_to, at least the floor."""
+    floor = min(alive, -(-min_width // round_to) * round_to)
+    return max(-(-(alive - passed) // round_to) * round_to, floor)
 
-    def __init__(self, mask, half_start):
+
+class LayerState:
+    """Mask, search space and accumulated errors of one target layer; `floor` is the fewest
+    filters it may keep (a layer at its floor has an empty search space)."""
+
+    def __init__(self, mask, half_start, floor=1):
         self.mask = np.asarray(mask, dtype=np.float32).copy()
         self.half_start = half_start
+        self.floor = floor
         self.reset(half_start)
 
     def reset(self, step):
-        """Start a new move: the search space is every alive filter."""
+        """Start a new move: the search space is every alive filter (none at the floor)."""
         self.space = np.flatnonzero(self.mask > 0.5)
+        if self.floor > 1 and len(self.space) <= self.floor:
+            self.space = self.space[:0]
         self.first_half = True
         self._new_half(step)
 
@@ -82,11 +100,13 @@ class AofpSearch:
     """
 
     def __init__(self, masks, batches_per_half, metric_limit, start_step, flops_pruned,
-                 target_flops_pruned, seed=4321, single_dropout=False, log=None, reached=None):
+                 target_flops_pruned, seed=4321, single_dropout=False, log=None, reached=None,
+                 min_width=1, round_to=1):
         """`reached(widths)`, where given, says when the search ends in place of the FLOPs
         target (AOFP's latency target)."""
         n = len(masks)
         self.reached = reached or (lambda widths: self.flops_pruned(widths) >= self.target)
+        self.min_width, self.round_to = int(min_width), int(round_to)
         self.batches_per_half = batches_per_half
         self.metric_limit = metric_limit
         self.flops_pruned = flops_pruned
@@ -94,11 +114,15 @@ class AofpSearch:
         self.single_dropout = single_dropout
         self.log = log or (lambda message: None)
         stagger = batches_per_half // n
-        self.layers = [LayerState(m, start_step + i * stagger) for i, m in enumerate(masks)]
+        self.layers = [LayerState(m, start_step + i * stagger, self._floor(len(m)))
+                       for i, m in enumerate(masks)]
         self.rng = np.random.RandomState(seed)
         self.num_moves = 0
         self.terminated = False
         self._dropped = None
+
+    def _floor(self, width):
+        return kept_after_move(width, width, self.min_width, self.round_to)
 
     @property
     def widths(self):
@@ -149,7 +173,14 @@ class AofpSearch:
         tmax = avg[order[m - 1]]
         limit = self.metric_limit
         self.log('layer %d: one half finished, %d passed, %d blocked' % (i, m, s - m))
+        removed = layer.alive - kept_after_move(layer.alive, m, self.min_width, self.round_to)
+        if tmax <= limit and removed <= 0:
+            self.log('layer %d: max metric %s < limit %s, but removing them would leave a width '
+                     'below --min_width or off a multiple of --round_to; new move' % (i, tmax, limit))
+            layer.reset(step)
+            return False
         if tmax <= limit:
+            passed = passed[:removed]  # the next-best passed filters stay
             layer.mask[passed] = 0.0
             layer.reset(step)
             self.num_moves += 1
@@ -158,7 +189,8 @@ class AofpSearch:
             if self.reached(self.widths):
                 self.terminated = True
             return True
-        if m <= 1:
+        if m <= 1 or kept_after_move(layer.alive, m // 2, self.min_width,
+                                     self.round_to) >= layer.alive:
             self.log('layer %d: max metric %s > limit %s even when reached min granu %d, refining '
                      'ended' % (i, tmax, limit, m))
             layer.reset(step)
@@ -175,6 +207,8 @@ class AofpSearch:
 
     def load_state(self, state):
         self.layers = [LayerState.from_state(s) for s in state['layers']]
+        for layer in self.layers:
+            layer.floor = self._floor(len(layer.mask))
         self.num_moves = state['num_moves']
         self.terminated = state['terminated']
         kind, keys, pos, has_gauss, cached = state['rng']

@@ -32,15 +32,15 @@ from tf_benchmarks.commands.driver import Driver  # noqa: E402
 from tf_benchmarks.commands.driver_flags import (apply_common_flags,  # noqa: E402
                                                  override_from_flags, parse_ints)
 from csgd import magnitude, pipeline  # noqa: E402
-from csgd.presets import PRESETS  # noqa: E402
+from csgd.presets import PRESETS, user_preset  # noqa: E402
 
 FLAGS = flags.FLAGS
 USAGE = ('usage: csgd_standalone.py train | magnitude1 | csgd1 | eval FILE.hdf5 | '
          + deploy_commands.USAGE)
 
 
-def settings_from_flags():
-    settings = apply_common_flags(PRESETS)
+def settings_from_flags(model):
+    settings = apply_common_flags(PRESETS, model, user_preset)
     override_from_flags(settings, ('centri_strength', 'target_deps', 'cluster_method',
                                    'magnitude_variant', 'bn_strength_ratio'),
                         not_negative=('centri_strength', 'bn_strength_ratio'))

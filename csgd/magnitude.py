@@ -54,7 +54,8 @@ class MagnitudePruning(PruningRun):
         weights, deps = apply_surgery(self.trace, self.init.weights, plans)
         comparison = self.compare_cut(Version(self.origin_deps, self.init.weights),
                                       Version(deps, weights), ('unpruned', 'pruned'))
-        hdf5_io.save_hdf5(self.pruned_file, weights, deps, input_spec=self.stored_spec)
+        hdf5_io.save_hdf5(self.pruned_file, weights, deps, input_spec=self.stored_spec,
+                          **self.file_fields)
         self.log('%s (%s variant): pruned %s to %s, saved to %s'
                  % (self.prefix, self.s.magnitude_variant, self.init_hdf5, list(deps),
                     self.pruned_file))
@@ -78,7 +79,7 @@ class MagnitudePruning(PruningRun):
         if not workers.writes_files():  # another worker's part ends with the training
             return
         hdf5_io.save_hdf5(self.trained_file, result.weights, pruned.deps,
-                          input_spec=self.stored_spec)
+                          input_spec=self.stored_spec, **self.file_fields)
         self.log('%s finetuning completed. save to: %s' % (self.prefix, self.trained_file))
         result = self.eval_and_log(self.trained_file, 'eval after finetuning')
         return self.stage_result(0, 'finetuned', self.trained_file, pruned.deps, result,

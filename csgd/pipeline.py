@@ -119,8 +119,10 @@ class PruningRun:
         self.spec = recipe.input_spec(settings, model, self.init.input_spec)
         self.stored_spec = recipe.stored_spec(self.spec, model)
         self.targets = parse_target_deps(model, self.origin_deps, settings.target_deps,
-                                         settings.target_layers)
+                                         settings.target_layers, settings.min_width,
+                                         settings.round_to)
         self.num_logits = sources.logits(data_dir, model)
+        self.file_fields = dict(network=model.network, class_names=sources.class_names(data_dir))
         self.verifier = CutVerifier(self.verify, model, data_dir, self.stored_spec,
                                     self.num_logits)
         self.trace = model.trace(self.origin_deps, self.num_logits)
@@ -157,7 +159,8 @@ class PruningRun:
 
     def run_stages(self, stages):
         try:
-            StageRunner(stages, self.logs, restart_from=self.restart_from, log=self.print).run()
+            StageRunner(stages, self.logs, restart_from=self.restart_from, log=self.print,
+                        network=None if self.model.builtin else self.model.network).run()
         finally:
             if self.latency:
                 self.latency.close()
@@ -360,7 +363,7 @@ class Iteration:
         if not workers.writes_files():  # another worker's part ends with the training
             return
         hdf5_io.save_hdf5(self.f['sted'], result.weights, self.origin,
-                          input_spec=m.stored_spec)
+                          input_spec=m.stored_spec, **m.file_fields)
         m.log(handler.summary)
         m.log('C-SGD train completed. save to: %s' % self.f['sted'])
         deviation = cluster_deviation(result.weights, self.trace, plans, bn_plans)
@@ -386,7 +389,8 @@ class Iteration:
                                    ('untrimmed', 'trimmed'))
         if collapsed and m.verifier.exceeded(comparison):
             raise UserError(self.trim_error(comparison, deviation))
-        hdf5_io.save_hdf5(self.f['pruned'], weights, deps, input_spec=self.m.stored_spec)
+        hdf5_io.save_hdf5(self.f['pruned'], weights, deps, input_spec=self.m.stored_spec,
+                          **self.m.file_fields)
         m.log('finished trimming at itr %d, save to %s' % (self.k, self.f['pruned']))
         m.log_verify(comparison, ('trimmed', 'untrimmed'), (
             'clusters collapsed, max difference %.3g <= %g: enforced' if collapsed else

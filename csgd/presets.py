@@ -37,6 +37,8 @@ class CsgdSettings(RecipeFields):
     magnitude_variant: str = 'original'
     target_layers: Optional[Tuple[int, ...]] = None  # None: the model's (see csgd/targets.py)
     clustered_weight_decay: Optional[float] = None   # None: weight_decay (the originals')
+    min_width: int = 1               # no target layer is shrunk below this many filters
+    round_to: int = 1                # a shrunk layer's width is rounded up to a multiple of this
     snapshot_steps: int = 20000
     # bookkeeping
     display_every: int = 100
@@ -124,3 +126,11 @@ PRESETS = {
     'c60': {'sres50': _paper_row(2)},
     'c50': {'sres50': _paper_row(3)},
 }
+
+
+def user_preset(preset, model):
+    """A network that is not shipped (--model net.py): the ResNet recipe of `preset` (paper or
+    smoke) at the network's own DEFAULT_DEPS; a fraction in --target_deps shrinks its default
+    target layers (every channel group some conv or FC layer consumes)."""
+    return dataclasses.replace(_resnet(9, preset == 'paper'), deps=tuple(model.default_deps),
+                               target_layers=None)

@@ -54,6 +54,14 @@ def _scaled(width, fraction, up):
     return max(1, whole + (1 if up and scaled % fraction.denominator else 0))
 
 
+def rounded_width(target, width, min_width=1, round_to=1):
+    """A fraction's target for a layer of `width` filters with --min_width and --round_to: rounded
+    up to a multiple of round_to, at least min_width rounded up likewise, never wider than the
+    layer (1, 1: as given)."""
+    floor = -(-min_width // round_to) * round_to
+    return min(width, max(-(-target // round_to) * round_to, floor))
+
+
 def target_layers(model, layers=None):
     """The layers a fraction shrinks: `layers` (each the first layer of its channel group; the
     group follows it), else the model's default (every layer; sres50: its internal layers)."""
@@ -75,9 +83,10 @@ def target_layers(model, layers=None):
     return sorted(m for members in chosen for m in members)
 
 
-def parse_target_deps(model, origin, spec, layers=None):
+def parse_target_deps(model, origin, spec, layers=None, min_width=1, round_to=1):
     """[target widths of iteration 0, 1, ...] for `model` starting at widths `origin`; fractions
-    shrink the target layers (see target_layers) of the original widths."""
+    shrink the target layers (see target_layers) of the original widths, each rounded by
+    rounded_width (--min_width, --round_to); a-b-c and explicit widths are taken as given."""
     items = [x.strip() for x in str(spec).split(',')]
     if not any(items):
         raise UserError('--target_deps is empty')
@@ -93,8 +102,8 @@ def parse_target_deps(model, origin, spec, layers=None):
         targets, shrunk = [], set(target_layers(model, layers))
         for item in items:
             f, up = _fraction(item)
-            targets.append(tuple(_scaled(d, f, up) if i in shrunk else d
-                                 for i, d in enumerate(origin)))
+            targets.append(tuple(rounded_width(_scaled(d, f, up), d, min_width, round_to)
+                                 if i in shrunk else d for i, d in enumerate(origin)))
     previous = tuple(origin)
     for target in targets:
         model.check_deps(target)

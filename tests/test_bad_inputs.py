@@ -86,7 +86,7 @@ def test_aofp_bad_inputs(tmp_path, inputs, synthetic_dir):
         (['train', '--data_dir', 'INPUTS/corrupt'] + VC_FLAGS, 'is corrupt (corrupted record'),
         (['eval', 'INPUTS/vc_truncated.hdf5'] + data, 'cannot read'),
         (['eval', 'INPUTS/notes.hdf5'] + data, 'cannot read'),
-        (['eval', 'dc40.hdf5'] + data, 'belongs to another architecture'),
+        (['eval', 'dc40.hdf5', '--model', 'vc'] + data, 'belongs to another architecture'),
         (['prune', '--base_weights', 'INPUTS/vc_wrong_widths.hdf5'] + data,
          'tensors have the wrong shape'),
         (['prune', '--base_weights', 'vc.hdf5', '--itr_schedule', '1.5'] + data,

@@ -22,8 +22,10 @@ from datasets import download_and_convert_cifar10 as converter
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.data import input_pipeline, labels as data_labels, records
 from tf_benchmarks.files import hdf5_io
+from tf_benchmarks.models.registry import from_description, get_model
+from tf_benchmarks.network import description
+from tf_benchmarks.pruning.file_model import model_of_file
 from tf_benchmarks.files.safe_pickle import safe_load
-from tf_benchmarks.models.registry import get_model
 
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 CONVERTER = os.path.join(REPO, 'datasets', 'download_and_convert_cifar10.py')
@@ -54,6 +56,9 @@ def _data_dir(root, name, synthetic_dir, train=None, test=None, labels_txt=None)
             shutil.copy(source, d)
     (d / 'labels.txt').write_text(labels_txt or ''.join('%d:c%d\n' % (i, i) for i in range(10)))
     return d
+
+
+SRC56_TINY = [d // 8 for d in get_model('src56').default_deps]
 
 
 def _weights_file(path, deps=VC_TINY, masks=None, raw_deps=None):
@@ -273,8 +278,16 @@ def _originals(tmp_path, synthetic_dir):
             info = tarfile.TarInfo('cifar-10-batches-py/' + name)
             info.size = len(body)
             tar.addfile(info, io.BytesIO(body))
+    described = tmp_path / 'n.hdf5'
+    hdf5_io.save_hdf5(str(described), random_weights(get_model('src56').trace(SRC56_TINY), 0),
+                      SRC56_TINY, network=get_model('src56').network,
+                      class_names=records.CLASS_NAMES)
     return {
         'hdf5': ('.hdf5', weights.read_bytes(), hdf5_io.read_hdf5),
+        # a weight file's network description and class names, the model rebuilt from them
+        'hdf5_network': ('.hdf5', described.read_bytes(), model_of_file),
+        'network': ('.json', description.to_bytes(get_model('dc40').network),
+                    lambda p: from_description(description.read_file(p), p)),
         'json': ('.json', (tmp_path / 'c.json').read_bytes(), load_clusters),
         'npy': ('.npy', npy.getvalue(), load_clusters),
         'batch': ('', pickle.dumps(_batch(3), protocol=2), _read_batch),

@@ -20,7 +20,7 @@ LEVELS = {
     'tf_benchmarks.engine': 4,
     'tf_benchmarks.deploy': 5,
     'tf_benchmarks.commands': 6,
-    'aofp': 7, 'csgd': 7,
+    'aofp': 7, 'csgd': 7, 'tf_benchmarks.api': 7,
 }
 PACKAGES = ('tf_benchmarks', 'aofp', 'csgd')
 

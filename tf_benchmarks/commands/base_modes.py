@@ -27,11 +27,13 @@ def train_base(model, deps, data_dir, make_config, stage_settings, restart_from=
         train_to_file(model, deps, data, config, model.scratch_train_dir, model.scratch_weights,
                       log=log, input_spec=recipe.stored_spec(input_spec, model)
                       if input_spec else None,
-                      hooks=make_hooks(data.num_examples) if make_hooks else ())
+                      hooks=make_hooks(data.num_examples) if make_hooks else (),
+                      class_names=sources.class_names(data_dir))
     stage = Stage('train', dict(model=model.name, deps=deps, **stage_settings,
                                 **sources.data_settings(data_dir)),
                   run, outputs=[model.scratch_weights], work_dirs=[model.scratch_train_dir])
-    StageRunner([stage], restart_from=restart_from, log=log).run()
+    StageRunner([stage], restart_from=restart_from, log=log,
+                network=None if model.builtin else model.network).run()
     return model.scratch_weights
 
 

@@ -117,6 +117,9 @@ def run_mode(argv, script, masked_version=None):
     mode, args = argv[1], argv[2:]
     usage = 'usage: %s %s' % (script, USAGE)
     model_name = FLAGS.model if FLAGS['model'].present else None
+    if model_name is not None and mode in ('export', 'summary', 'verify'):
+        from tf_benchmarks.pruning.file_model import resolve_model
+        model_name = resolve_model(model_name)  # a .py file is imported once
     for name, owners in FLAG_MODES.items():
         if mode not in owners and FLAGS[name].present:
             raise UserError('--%s is a flag of %s, not of %s. %s'

@@ -17,7 +17,7 @@ from tf_benchmarks.commands.driver_flags import define_common_flags
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError, exit_on_user_error
 from tf_benchmarks.core.faults import pause_point
-from tf_benchmarks.models.registry import get_model
+from tf_benchmarks.pruning.file_model import model_of_file, resolve_model
 from tf_benchmarks.runs.lock import RunLock
 from tf_benchmarks.runs.record_check import safe_name
 
@@ -44,7 +44,9 @@ class Driver:
     """`modes` maps a mode to `run(model, settings, file, mode)` (`file` is the FILE argument of the
     `file_modes`, else None); `family(mode)` names the table entry of a mode the table does not
     list by name (C-SGD: any name containing `csgd` or `magnitude`, as the original), or None;
-    `masked_version(model, weight_file)` runs a masked (AOFP tuned) file in `verify`, or None."""
+    `masked_version(model, weight_file)` runs a masked (AOFP tuned) file in `verify`, or None;
+    `settings_from_flags(model)` the preset's settings for the model, `user_preset(preset, model)`
+    those of a network that is not shipped."""
     script: str
     presets: Dict
     default_model: str
@@ -80,8 +82,11 @@ class Driver:
             check_mode_name(mode)
         if (mode in self.file_modes) != (len(argv) == 3) or len(argv) > 3:
             raise UserError(self.usage)
-        settings = self.settings_from_flags()
-        model = get_model(FLAGS.model)
+        if mode in self.file_modes and len(argv) == 3 and not FLAGS['model'].present:
+            model = model_of_file(argv[2])  # the file's own network
+        else:
+            model = resolve_model(FLAGS.model)
+        settings = self.settings_from_flags(model)
         with working_directory_lock():
             pause_point('locked')
             self.modes[entry](model, settings, argv[2] if len(argv) == 3 else None, mode)

@@ -21,7 +21,12 @@ MAX_DEVICES = 64  # --num_devices: the devices of one machine
 
 def define_common_flags(presets, default_model):
     models = sorted(next(iter(presets.values())))
-    flags.DEFINE_enum('model', default_model, models, 'The network: %s.' % ', '.join(models))
+    flags.DEFINE_string('model', default_model, 'The network: %s; or your own: a .py file defining '
+                        'add_inference(cnn, deps, num_classes) and DEFAULT_DEPS (imported because '
+                        'you name it), a .json or .hdf5 file carrying a network description, or a '
+                        'name an installed package registers (entry points tf_benchmarks.models); '
+                        'see docs/own-network.md. File modes (eval, export, ...) without --model: '
+                        'the file\'s own network.' % ', '.join(models))
     flags.DEFINE_string('data_dir', default_data_dir(), 'Directory with the CIFAR-10 tfrecords '
                         'or ImageNet-format shards (default: $%s, else ./data/cifar10).'
                         % DATA_DIR_ENV)
@@ -73,18 +78,34 @@ def define_common_flags(presets, default_model):
                          'or 2 logical CPU devices without GPUs).')
     flags.DEFINE_float('worker_timeout', 600.0, 'multi_worker: seconds a step may wait for the '
                        'other workers before the run stops with an error.')
+    flags.DEFINE_integer('min_width', None, 'Both methods: no layer is pruned below this many '
+                         'filters (default 1).')
+    flags.DEFINE_integer('round_to', None, 'Both methods: every pruned layer keeps a multiple of '
+                         'this many filters (default 1; see docs/own-network.md for the rule).')
     flags.DEFINE_bool('allow_partial_start', False, 'Start training from a weights file whose '
                       'entries do not all match the model (the missing ones keep their random '
                       'initialization); without it such a file is refused.')
 
 
-def apply_common_flags(presets):
-    """A copy of the preset's settings for --model, with the common flags applied."""
-    if FLAGS.model not in presets[FLAGS.preset]:
-        raise UserError('--preset %s is a recipe of %s only; pass --model %s, or --preset paper '
-                        'or smoke for %s' % (FLAGS.preset, ', '.join(sorted(presets[FLAGS.preset])),
-                                             sorted(presets[FLAGS.preset])[0], FLAGS.model))
-    settings = dataclasses.replace(presets[FLAGS.preset][FLAGS.model])
+def preset_settings(presets, model, user_preset=None):
+    """A copy of --preset's settings for `model`: a shipped model's own, or for another network
+    `user_preset(preset, model)` (paper and smoke)."""
+    if model.builtin or user_preset is None:
+        if model.name not in presets[FLAGS.preset]:
+            raise UserError('--preset %s is a recipe of %s only; pass --model %s, or --preset '
+                            'paper or smoke for %s'
+                            % (FLAGS.preset, ', '.join(sorted(presets[FLAGS.preset])),
+                               sorted(presets[FLAGS.preset])[0], model.name))
+        return dataclasses.replace(presets[FLAGS.preset][model.name])
+    if FLAGS.preset not in ('paper', 'smoke'):
+        raise UserError('--preset %s is a recipe of %s only; networks of your own take --preset '
+                        'paper or smoke' % (FLAGS.preset, ', '.join(sorted(presets[FLAGS.preset]))))
+    return user_preset(FLAGS.preset, model)
+
+
+def apply_common_flags(presets, model, user_preset=None):
+    """A copy of the preset's settings for `model` (--model), with the common flags applied."""
+    settings = preset_settings(presets, model, user_preset)
     if FLAGS.max_epochs is not None:
         settings.max_epochs = check_number('--max_epochs', FLAGS.max_epochs, positive=True)
     if FLAGS.batch_size is not None:
@@ -108,6 +129,11 @@ def apply_common_flags(presets):
         tf2.config.experimental.enable_op_determinism()
     if FLAGS.deps:
         settings.deps = tuple(parse_ints(FLAGS.deps, '--deps'))
+    if FLAGS.min_width is not None:
+        settings.min_width = check_number('--min_width', FLAGS.min_width, minimum=1,
+                                          maximum=1 << 16)
+    if FLAGS.round_to is not None:
+        settings.round_to = check_number('--round_to', FLAGS.round_to, minimum=1, maximum=1 << 16)
     configure_replicas()
     return settings
 

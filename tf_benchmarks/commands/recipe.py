@@ -8,6 +8,7 @@ import dataclasses
 from typing import Optional
 
 from tf_benchmarks.engine.periodic_eval import PeriodicEvaluation
+from tf_benchmarks.network import description
 from tf_benchmarks.network.input_spec import default_spec, spec_with
 
 
@@ -69,4 +70,10 @@ def recorded(s, spec=None, model=None):
         out['flops_convention'] = s.flops_convention
     if spec is not None and stored_spec(spec, model) is not None:
         out['input'] = spec.describe()
+    if getattr(s, 'min_width', 1) != 1:
+        out['min_width'] = s.min_width
+    if getattr(s, 'round_to', 1) != 1:
+        out['round_to'] = s.round_to
+    if model is not None and not model.builtin:
+        out['network_sha256'] = description.digest(model.network)  # a changed net.py differs
     return out

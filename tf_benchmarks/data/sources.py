@@ -198,6 +198,18 @@ def logits(data_dir, model):
     return ShardedSet.open(data_dir).logits()
 
 
+def class_names(data_dir):
+    """The names of the data set's classes, one per logit: CIFAR-10's labels.txt (or its ten), a
+    sharded set's class folders (their text where a names file gave one), with `background` first
+    where the background class is kept."""
+    if kind_of(data_dir) == CIFAR10:
+        return tuple(labels.class_names(data_dir))
+    sharded = ShardedSet.open(data_dir)
+    names = tuple((c['text'] or c['synset']).strip() or c['synset'] for c in
+                  sharded.manifest['classes'])
+    return (('background',) * sharded.label_offset + names) if _options.background else names
+
+
 @dataclasses.dataclass
 class EvalSource:
     dataset: object     # tf.data of (images, labels) batches, one exact pass

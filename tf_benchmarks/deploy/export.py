@@ -1,9 +1,9 @@
 """`export`: a weights file as an inference-only SavedModel (uint8 NHWC 32x32x3 images in, the
 evaluation's scaling inside, BN folded into the convolutions, `logits` and `probabilities` out) and,
 optionally, a TFLite file of the same model, a full-integer (int8) TFLite file quantized with
-training images, and an ONNX file; the int8 and ONNX files are checked on the test split in a fresh
-process (top-1 of every runtime, logit differences). All written to a temporary directory, then
-renamed."""
+training images, and an ONNX file, with the file's class names in labels.txt beside them and in
+export.json; the int8 and ONNX files are checked on the test split in a fresh process (top-1 of
+every runtime, logit differences). All written to a temporary directory, then renamed."""
 
 import json
 import os
@@ -33,6 +33,7 @@ INFO_FILE = 'export.json'
 ONNX_TOLERANCE = 1e-4   # the largest relative logit difference of model.onnx to the SavedModel
 DEFAULT_INT8_IMAGES = 200
 MAX_INT8_IMAGES = 100000
+LABELS_FILE = 'labels.txt'  # the class names, one a line in logit order (TFLite's label file form)
 
 
 class FoldedBuilder(ConvNetBuilder):
@@ -255,6 +256,11 @@ def export_file(path, out_dir, tflite=False, model_name=None, log=print, int8=Fa
             outputs={'logits': 'float32 [batch, %d]' % mf.num_classes,
                      'probabilities': 'softmax of the logits'},
             batch_norm='folded into the preceding convolutions; others as scale and shift')
+        if mf.class_names:
+            info['class_names'] = list(mf.class_names)
+            info['labels'] = LABELS_FILE
+            with open(os.path.join(tmp, LABELS_FILE), 'w') as f:
+                f.write(''.join(name + '\n' for name in mf.class_names))
         info.update(results.other_flops(mf.model, mf.deps, mf.model.default_deps, size))
         if int8:
             npy = os.path.join(work, 'representative.npy')

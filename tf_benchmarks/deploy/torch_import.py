@@ -52,7 +52,8 @@ def import_torch_file(path, out, model_name=None, log=print, image_size=None, no
 def write_weight_file(out, weights, deps, input_spec=None):
     """The imported weight file: sres50's variables, `deps` and the input (whole or not at all)."""
     try:
-        hdf5_io.save_hdf5(out, weights, deps, input_spec=input_spec)
+        hdf5_io.save_hdf5(out, weights, deps, input_spec=input_spec,
+                          network=get_model(MODEL).network)
     except OSError as e:
         raise UserError(cannot_write_message(out, e.strerror or e)) from None
 

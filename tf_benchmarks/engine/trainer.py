@@ -104,7 +104,7 @@ class Trainer:
 
     def __init__(self, model, deps, data, config, train_dir, init_weights=None, method=PLAIN,
                  hooks=(), log=print, init_source='init weights', partial_init=False, logs=None,
-                 input_spec=None):
+                 input_spec=None, class_names=None):
         self.model = model
         self.deps = model.check_deps(deps)
         self.method = method
@@ -120,6 +120,8 @@ class Trainer:
         self.log = log
         self.input_spec = input_spec  # None: the model's default input
         self.data = sources.training_data(data, input_spec) if isinstance(data, str) else data
+        self.class_names = sources.class_names(data) if class_names is None and \
+            isinstance(data, str) else class_names  # what the snapshots record
         self.num_logits = getattr(self.data, 'logits', None)  # None: the model's
         self.num_examples = self.data.num_examples
         if self.num_examples < config.batch_size:
@@ -322,7 +324,8 @@ class Trainer:
         for hook in self.hooks:
             masks.update(hook.masks() or {})
         hdf5_io.save_hdf5(os.path.join(self.train_dir, 'ckpt_step_%d.hdf5' % step),
-                          self.weights(session), self.deps, masks, self.input_spec)
+                          self.weights(session), self.deps, masks, self.input_spec,
+                          self.model.network, self.class_names)
 
     # -- loop -----------------------------------------------------------------------------------
     def run(self):
@@ -444,18 +447,20 @@ class _signals_between_steps:
 
 
 def train_to_file(model, deps, data, config, train_dir, out_file, logs=None, log=print,
-                  input_spec=None, hooks=()):
-    """Train `model` at `deps` from scratch into `out_file` (hdf5 with deps and, if given, the
-    input spec), resuming from the checkpoints in `train_dir`."""
+                  input_spec=None, hooks=(), class_names=None):
+    """Train `model` at `deps` from scratch into `out_file` (hdf5 with deps, the network
+    description, the class names and, if given, the input spec), resuming from the checkpoints in
+    `train_dir`."""
     trainer = Trainer(model, deps, data, config, train_dir, logs=logs, log=log,
-                      input_spec=input_spec, hooks=hooks)
+                      input_spec=input_spec, hooks=hooks, class_names=class_names)
     log('training %s from scratch: deps %s, %d steps of %d on %d images'
         % (model.name, list(trainer.deps), config.num_steps, config.batch_size,
            trainer.num_examples))
     result = trainer.run()
     if not workers.writes_files():
         return out_file
-    hdf5_io.save_hdf5(out_file, result.weights, trainer.deps, input_spec=input_spec)
+    hdf5_io.save_hdf5(out_file, result.weights, trainer.deps, input_spec=input_spec,
+                      network=model.network, class_names=trainer.class_names)
     log('saved %s' % out_file)
     return out_file
 

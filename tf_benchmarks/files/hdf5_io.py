@@ -3,14 +3,17 @@
 One dataset per variable, keyed by the variable name with `/` replaced by `+` and a `:0` suffix
 (`v0+cg+conv0+conv2d+kernel:0`), plus `deps` (int widths) and, in AOFP tuned files,
 `base_mask_value{i}` (0/1 float masks), and, where the input is not the model's default,
-`input_size` (int64 [1]), `input_mean` and `input_std` (float64 [3], pixel units): numbers under
-names no variable has, which the original code's loaders skip. Files are written to a temporary
-name and renamed. Reading
+`input_size` (int64 [1]), `input_mean` and `input_std` (float64 [3], pixel units), `network` (the
+network description, network/description.py, as uint8 UTF-8 JSON bytes) and `class_names` (the
+data set's class names, uint8 UTF-8 JSON bytes of a list of strings): numbers under names no
+variable has, which the original code's loaders skip. Files are written to a temporary name and
+renamed. Reading
 takes top-level datasets of numbers stored in the file only: links, groups, virtual datasets and
 external storage (which could point at other files) are refused.
 """
 
 import dataclasses
+import json
 import os
 import re
 from typing import Dict, List, Optional, Tuple
@@ -21,6 +24,7 @@ import numpy as np
 from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import MALFORMED_INPUT_ERRORS, UserError
 from tf_benchmarks.files.atomic import replacing
+from tf_benchmarks.network import description
 from tf_benchmarks.network.input_spec import InputSpec
 
 DEPS_KEY = 'deps'
@@ -28,6 +32,10 @@ MAX_WIDTH = 1 << 16  # filters of one layer; a wider `deps` entry is a damaged o
 MASK_KEY_PREFIX = 'base_mask_value'
 _MASK_KEY = re.compile(r'^%s(\d+)$' % MASK_KEY_PREFIX)
 INPUT_KEYS = ('input_size', 'input_mean', 'input_std')
+NETWORK_KEY = 'network'
+CLASS_NAMES_KEY = 'class_names'
+TEXT_KEYS = {NETWORK_KEY: description.MAX_BYTES, CLASS_NAMES_KEY: 1 << 20}  # bytes read at most
+MAX_CLASS_NAME = 256
 # Removed from both file keys and graph names before matching (as the original loaders do).
 _NORMALIZE = [re.compile(p) for p in (r':0$', r'tower_\d+/', r'/ExponentialMovingAverage',
                                       r'^v\d+/')]
@@ -60,13 +68,25 @@ class WeightFile:
     deps: Optional[Tuple[int, ...]] = None
     masks: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
     input_spec: Optional[InputSpec] = None  # None: the model's default input
+    network: Optional[dict] = None          # the network description (None: an original's file)
+    class_names: Optional[Tuple[str, ...]] = None
 
 
-def save_hdf5(path, weights, deps=None, masks=None, input_spec=None):
-    """Write weights (name -> array) plus optional deps, masks and input spec; temporary name,
-    then rename. Not on the non-chief workers of a multi-worker run (they write nothing)."""
+def _text_dataset(data):
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def save_hdf5(path, weights, deps=None, masks=None, input_spec=None, network=None,
+              class_names=None):
+    """Write weights (name -> array) plus optional deps, masks, input spec, network description
+    and class names; temporary name, then rename. Not on the non-chief workers of a multi-worker
+    run (they write nothing)."""
     if not workers.writes_files():
         return
+    if network is not None:
+        network = description.to_bytes(network)
+    if class_names is not None:
+        class_names = json.dumps([str(c) for c in class_names]).encode('utf-8')
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with replacing(path) as tmp:
@@ -82,6 +102,10 @@ def save_hdf5(path, weights, deps=None, masks=None, input_spec=None):
                 f.create_dataset('input_size', data=np.asarray([input_spec.image_size], np.int64))
                 f.create_dataset('input_mean', data=np.asarray(input_spec.mean, np.float64))
                 f.create_dataset('input_std', data=np.asarray(input_spec.std, np.float64))
+            if network is not None:
+                f.create_dataset(NETWORK_KEY, data=_text_dataset(network))
+            if class_names is not None:
+                f.create_dataset(CLASS_NAMES_KEY, data=_text_dataset(class_names))
 
 
 _KINDS = {h5py.ExternalLink: 'a link to another file', h5py.SoftLink: 'a soft link',
@@ -103,6 +127,9 @@ def _read_datasets(f, path):
             problem = 'is stored outside the file'
         elif item.dtype.kind not in 'biuf':
             problem = 'has dtype %s' % item.dtype
+        elif key in TEXT_KEYS and (item.dtype != np.uint8 or item.ndim != 1 or
+                                   item.size > TEXT_KEYS[key]):
+            problem = 'is not UTF-8 text of at most %d bytes (a 1-D uint8 dataset)' % TEXT_KEYS[key]
         else:
             raw[key] = np.asarray(item)
             continue
@@ -131,7 +158,11 @@ def read_hdf5(path):
         mask = _MASK_KEY.match(key)
         if key in INPUT_KEYS:
             continue
-        if key == DEPS_KEY:
+        if key == NETWORK_KEY:
+            result.network = description.from_bytes(value.tobytes(), '%s (its network)' % path)
+        elif key == CLASS_NAMES_KEY:
+            result.class_names = _class_names(value.tobytes(), path)
+        elif key == DEPS_KEY:
             result.deps = _deps(value, path)
         elif mask:
             if len(mask.group(1)) > 6:
@@ -170,6 +201,20 @@ def _deps(value, path):
         raise _bad_entry(path, DEPS_KEY, 'gives layer %d the width %r; widths are whole numbers '
                          'of filters from 1 to %d' % (i, value[i].item(), MAX_WIDTH))
     return tuple(int(d) for d in wide)
+
+
+def _class_names(data, path):
+    """A list of strings, from UTF-8 JSON bytes."""
+    try:
+        names = json.loads(data.decode('utf-8'))
+    except (ValueError, UnicodeDecodeError, RecursionError, MemoryError) as e:
+        raise _bad_entry(path, CLASS_NAMES_KEY, 'is not UTF-8 JSON (%s)' % type(e).__name__)
+    if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME and n.isprintable()
+            for n in names):
+        raise _bad_entry(path, CLASS_NAMES_KEY, 'is not a list of class names (printable strings '
+                         'of 1 to %d characters)' % MAX_CLASS_NAME)
+    return tuple(names)
 
 
 def _input_spec(raw, path):

@@ -1,11 +1,14 @@
-"""Model registry: every model is a function of its widths (`deps`, one integer per conv layer)."""
+"""Model registry: every model is a function of its widths (`deps`, one integer per conv layer);
+the shipped models, and models made from a network description (`from_description`)."""
 
 import dataclasses
 from typing import Callable, Optional, Tuple
 
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.models import densenet_model, resnet50_model, resnet_model, vc_model
+from tf_benchmarks.network import description as network_description
 from tf_benchmarks.network.builder import NetworkBuilder
+from tf_benchmarks.network.trace import SUM
 
 MAX_WIDTH = 1 << 16  # filters of one layer; more is a typo or a damaged file
 
@@ -26,6 +29,9 @@ class ModelSpec:
     projection_layers: Tuple[int, ...] = ()
     # The layers pruned by default where a method prunes by fractions (None: every layer).
     default_target_layers: Optional[Tuple[int, ...]] = None
+    # The network description a model made from one replays (None: a shipped model's, traced).
+    network_description: Optional[dict] = dataclasses.field(default=None, compare=False,
+                                                            repr=False)
 
     def check_deps(self, deps):
         """Return deps as a tuple of ints, or raise a UserError saying what is wrong."""
@@ -75,6 +81,23 @@ class ModelSpec:
         return _GROUPS[key]
 
     @property
+    def builtin(self):
+        """True for a shipped model (the registry's own)."""
+        return MODELS.get(self.name) is self
+
+    @property
+    def network(self):
+        """The model's network description (network/description.py), which weight files carry."""
+        if self.network_description is not None:
+            return self.network_description
+        key = (self.name, self.add_inference, self.default_deps)
+        if key not in _NETWORKS:
+            _NETWORKS[key] = network_description.describe(
+                self.add_inference, self.default_deps, self.num_classes, self.name,
+                (self.image_size, self.image_size, 3))
+        return _NETWORKS[key]
+
+    @property
     def scratch_weights(self):
         """The base model file both drivers' `train` writes (the originals' pattern)."""
         return '%s_scratch_savedweights.hdf5' % self.name
@@ -100,6 +123,7 @@ class ModelSpec:
 
 
 _GROUPS = {}
+_NETWORKS = {}
 
 MODELS = {
     'vc': ModelSpec('vc', vc_model.VGG_ORIGIN_DEPS, 11, 10, vc_model.add_inference,
@@ -125,3 +149,49 @@ def get_model(name):
         return MODELS[name]
     except KeyError:
         raise UserError('unknown model %r; known models: %s' % (name, ', '.join(sorted(MODELS))))
+
+
+def feeding_roots(trace):
+    """The channel groups (by root) whose channels some conv or FC layer takes in: a producer with
+    a SUM slot in a conv or affine kernel. What AOFP searches by default on a model that is not
+    shipped (a group no layer consumes has no next layer to score it by)."""
+    kernels = {c.kernel for c in trace.convs} | {a.kernel for a in trace.affines}
+    fed = {trace.root_of(layer) for layer, slots in trace.slots.items()
+           if any(s.kind == SUM and s.var in kernels for s in slots)}
+    return tuple(g.root for g in trace.groups if g.root in fed)
+
+
+def from_description(desc, source=None, description_text=None):
+    """The ModelSpec of a network description (checked first; `source` names it in errors). A
+    description equal to a shipped model's is that model; another one may not take a shipped
+    model's name. The model replays the description: no code of the place it came from runs."""
+    source = source or 'the network description'
+    desc = network_description.check_description(desc, source)
+    shipped = MODELS.get(desc['name'])
+    if shipped is not None:
+        if shipped.network == desc:
+            return shipped
+        raise UserError('%s: the network is named %s, the name of a shipped model, but is another '
+                        'network; give it another NAME' % (source, desc['name']))
+    h, w, c = desc['image_shape']
+    if h != w or c != 3:
+        raise UserError('%s: image_shape %s; the input pipelines feed square RGB images, so a '
+                        'network takes [S, S, 3]' % (source, desc['image_shape']))
+    if h < 8:
+        raise UserError('%s: image_shape %s; images are at least 8x8' % (source, desc['image_shape']))
+    trace = network_description.trace_of(desc, source=source)
+    for name, info in trace.variables.items():
+        if min(info.shape, default=1) < 1:
+            raise UserError('%s: variable %s would have the shape %s; every size must be positive'
+                            % (source, name, list(info.shape)))
+    if len(trace.convs) != len(desc['default_deps']) or trace.deps != desc['default_deps']:
+        raise UserError('%s: it has %d conv layers with widths %s, but default_deps is %s; conv '
+                        'layer i takes the width deps[i]'
+                        % (source, len(trace.convs), trace.deps[:8], desc['default_deps'][:8]))
+    if not trace.affines:
+        raise UserError('%s: it has no FC layer; the logits are an affine layer\'s outputs'
+                        % source)
+    return ModelSpec(desc['name'], tuple(desc['default_deps']), desc['num_classes'],
+                     desc['num_classes'], network_description.make_add_inference(desc, source),
+                     description_text or 'a network from %s' % source, image_size=h,
+                     default_target_layers=feeding_roots(trace), network_description=desc)

@@ -1,15 +1,18 @@
 """Which model a weights file holds, and the weights it stands for at inference: the model named by
-`--model`, or else the one whose variables the file fits; an AOFP tuned file's masked filters are
-removed (so its widths are the masked model's)."""
+`--model`, else the network description the file carries (a shipped model where it is one's), else
+the shipped model whose variables the file fits (the originals' files); an AOFP tuned file's masked
+filters are removed (so its widths are the masked model's). `resolve_model` is what `--model`
+names, a weight file's description included."""
 
 import dataclasses
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.core.errors import UserError
-from tf_benchmarks.models.registry import MODELS, get_model
+from tf_benchmarks.models.registry import MODELS, ModelSpec, from_description
+from tf_benchmarks.models.user_models import resolve_model as resolve_named_model
 from tf_benchmarks.network.input_spec import InputSpec, default_spec
 from tf_benchmarks.pruning.surgery import remove_masked
 
@@ -26,6 +29,7 @@ class ModelFile:
     masked: bool
     num_classes: int            # the file's logits
     input_spec: InputSpec       # the file's input (or the model's default)
+    class_names: Optional[Tuple[str, ...]] = None  # the data set's classes, where the file has them
 
 
 def _fit_problem(model, weight_file):
@@ -47,11 +51,35 @@ def _fit_problem(model, weight_file):
     return None
 
 
+def resolve_model(text):
+    """The ModelSpec `--model TEXT` names: a shipped model, a .py file (imported: the user named
+    it), a .json description, an entry point, or a .hdf5/.h5 file's network description (read as
+    data)."""
+    if isinstance(text, ModelSpec):
+        return text
+    if text.endswith(('.hdf5', '.h5')):
+        weight_file = hdf5_io.read_hdf5(text)
+        if weight_file.network is None:
+            raise UserError('--model %s: the file carries no network description (an original\'s '
+                            'file, or one written before descriptions); pass the model\'s name or '
+                            'its .py file' % text)
+        return from_description(weight_file.network, text)
+    return resolve_named_model(text)
+
+
 def identify_model(weight_file, path, model_name=None):
-    """The ModelSpec of a file: `model_name` if given (the file must fit it), else the one model it
-    fits; a UserError naming the problem otherwise."""
+    """The ModelSpec of a file: `model_name` (a name, file or ModelSpec, see resolve_model) if
+    given (the file must fit it), else the file's network description, else the one shipped model
+    it fits; a UserError naming the problem otherwise. Nothing the file says is imported."""
+    if model_name is None and weight_file.network is not None:
+        model = from_description(weight_file.network, '%s (its network)' % path)
+        problem = _fit_problem(model, weight_file)
+        if problem:
+            raise UserError('%s does not fit the network it describes (%s): %s; the file is '
+                            'damaged' % (path, model.name, problem))
+        return model
     if model_name:
-        model = get_model(model_name)
+        model = resolve_model(model_name)
         problem = _fit_problem(model, weight_file)
         if problem:
             raise UserError('%s does not fit the model %s: %s. Pass the --model it was trained as, '
@@ -61,7 +89,9 @@ def identify_model(weight_file, path, model_name=None):
     fitting = [m for m in MODELS.values() if _fit_problem(m, weight_file) is None]
     if not fitting:
         raise UserError('%s is not a weights file of a known architecture: its variables (%d, e.g. '
-                        '%s) and widths fit none of the models %s'
+                        '%s) and widths fit none of the models %s, and it carries no network '
+                        'description; if it belongs to another architecture, pass --model with '
+                        'that network (e.g. its .py file)'
                         % (path, len(weight_file.weights),
                            ', '.join(sorted(weight_file.weights)[:2]) or 'none',
                            ', '.join(sorted(MODELS))))
@@ -91,6 +121,11 @@ def _ranges(numbers):
         ', '.join(map(str, numbers[:6])), numbers[-1])
 
 
+def model_of_file(path, model_name=None):
+    """The ModelSpec of the weights file `path` (see identify_model)."""
+    return identify_model(hdf5_io.read_hdf5(path), path, model_name)
+
+
 def read_model_file(path, model_name=None):
     """Read a weights file as a ModelFile (a tuned file's masks applied by removing the filters)."""
     weight_file = hdf5_io.read_hdf5(path)
@@ -103,4 +138,4 @@ def read_model_file(path, model_name=None):
                                       weights, weight_file.masks)
     return ModelFile(path, model, weights, tuple(deps), file_deps, bool(weight_file.masks),
                      model.file_num_classes(weight_file),
-                     weight_file.input_spec or default_spec(model))
+                     weight_file.input_spec or default_spec(model), weight_file.class_names)

@@ -9,6 +9,7 @@ import os
 import re
 
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.network import description
 
 
 class Malformed(ValueError):
@@ -103,6 +104,13 @@ def check_shape(record):
     _expect(record.get('commands'), list, 'commands')
     for name, entry in _expect(record.get('stages'), dict, 'stages').items():
         _check_entry(name, entry)
+    for key, network in _expect(record.get('networks', {}), dict, 'networks').items():
+        try:
+            description.check_description(network, 'networks[%r]' % key)
+        except UserError as e:
+            raise Malformed(str(e).split('; a network description')[0])
+        if description.digest(network) != key:
+            raise Malformed('networks[%r] is not the description of that digest' % key)
 
 
 def written_paths(record):

@@ -34,6 +34,7 @@ from tf_benchmarks.core import workers
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.core.faults import crash_point
 from tf_benchmarks.files.atomic import file_digest, temporary_name, write_json
+from tf_benchmarks.network import description
 from tf_benchmarks.runs.logs import LogBook
 from tf_benchmarks.runs.record_check import check_inside, check_record
 from tf_benchmarks.runs import results
@@ -65,7 +66,10 @@ class Stage:
 
 class StageRunner:
     def __init__(self, stages, logs=None, record_path=RECORD, restart_from=None, argv=None,
-                 log=print):
+                 log=print, network=None):
+        """`network`: the description of a network that is not shipped, kept in the record under
+        `networks` by its digest (the stages' settings hold the digest as network_sha256)."""
+        self.network = network
         self.stages = list(stages)
         self.logs = logs or LogBook()
         self.record_path = record_path
@@ -136,6 +140,10 @@ class StageRunner:
 
     def _check_settings(self, record):
         lines, first = self._differences(record)
+        if any(': network_sha256 was ' in line for line in lines):
+            lines.append('  (network_sha256 is the digest of the network description: --model '
+                         'now builds another network than the one this work was done with, e.g. '
+                         'its .py file changed)')
         if lines:
             raise UserError(
                 '%s records this work with other settings, so its files would not be what these '
@@ -210,6 +218,8 @@ class StageRunner:
         self._check_outputs(record)
         self._check_unrecorded_outputs(record)
         record['commands'].append({'argv': self.argv, 'started': time.strftime('%Y-%m-%dT%H:%M:%S')})
+        if self.network is not None:
+            record.setdefault('networks', {})[description.digest(self.network)] = self.network
         self._write(record)
         results.rebuild(record, self.record_path)
         for stage in self.stages:
