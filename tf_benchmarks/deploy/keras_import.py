@@ -78,9 +78,9 @@ class KerasNetwork:
         for i, call in enumerate(self.calls):
             kwargs = dict(call.kwargs)
             if call.conv is not None:
-                kwargs['num_out'] = int(deps[call.conv])
+                kwargs['num_out'] = deps[call.conv]  # as given: a description records its index
             if call.classifier:
-                kwargs['num_out'] = int(num_classes)
+                kwargs['num_out'] = num_classes
             if call.method in ('add', 'concat'):
                 node = getattr(cnn, call.method)([nodes[r] for r in call.inputs], **kwargs)
             else:
@@ -89,8 +89,8 @@ class KerasNetwork:
         return node
 
     def model_spec(self):
-        """The network as a ModelSpec (name `keras:<model name>`)."""
-        return ModelSpec('keras:' + self.name, self.default_deps, self.num_classes,
+        """The network as a ModelSpec (name `keras_<model name>`: it names the run's files)."""
+        return ModelSpec('keras_' + self.name, self.default_deps, self.num_classes,
                          self.num_classes, self.add_inference,
                          'imported Keras model %s' % self.name, image_size=self.image_shape[0])
 
@@ -658,15 +658,16 @@ def import_keras(path, image_size=None):
 
 
 def import_keras_file(path, out, log=print, image_size=None, normalization=None):
-    """`import-keras`: read `path`, write `out` (weights, deps, input spec); returns the
-    KerasNetwork."""
+    """`import-keras`: read `path`, write `out` (weights, deps, input spec and the network's
+    description, so the file alone rebuilds it); returns the KerasNetwork."""
     if os.path.isdir(out):
         raise UserError('--out %s is a directory; name the weights file to write' % out)
     network = import_keras(path, image_size)
     spec = spec_with(network.input_spec, None, normalization)
     network = dataclasses.replace(network, input_spec=spec)
     try:
-        hdf5_io.save_hdf5(out, network.weights, network.default_deps, input_spec=spec)
+        hdf5_io.save_hdf5(out, network.weights, network.default_deps, input_spec=spec,
+                          network=network.model_spec().network)
     except OSError as e:
         raise UserError(cannot_write_message(out, e.strerror or e)) from None
     log('imported %s (%s) into %s: %d conv layers at widths %s, %d classes, input %s%s'
