@@ -204,7 +204,7 @@ def test_bad_input_ends_with_one_error_line_and_writes_nothing(work):
         'export dc40.hdf5': 'export needs --out DIR',
         'summary dc40.hdf5 --base vc_tuned.hdf5': '--base vc_tuned.hdf5 holds a vc, but '
                                                   'dc40.hdf5 holds a dc40',
-        'summary dc40.hdf5 --out x': '--out is a flag of export, export-keras, import and import-keras, not of summary',
+        'summary dc40.hdf5 --out x': '--out is a flag of export, export-keras, import, import-keras and latency-table, not of summary',
         'report': 'has no results.json',
     }
     for case, message in expected.items():
