@@ -13,10 +13,11 @@ CSGD_MODELS = ('dc40', 'src56', 'src110', 'sres50')
 RECIPES = {'sres50': dict(nesterov=False, double_gradient_keywords=())}
 
 
-def aofp(model):
+def aofp(model, builder_file=None):
     """A step with AOFP's search on the model's default target layers (`vc`: all 13; the ResNets:
     the internal layer of every block, 27 / 54; `sres50`: its 32 internal layers); no decision is
-    taken in a benchmark's steps."""
+    taken in a benchmark's steps. `builder_file`: another version of aofp/masked_builder.py (e.g.
+    `git show COMMIT:aofp/masked_builder.py > old.py`) to build the search graph with."""
     from aofp.pipeline import check_target_layers, masked_builder_factory
     from aofp.presets import PRESETS
     from aofp.search import AofpSearch
@@ -26,7 +27,15 @@ def aofp(model):
     search = AofpSearch([np.ones(deps[t], np.float32) for t in layers], 10 ** 9, 0.01, 0,
                         lambda widths: 0.0, 1.0)
     hook = SearchHook(search, layers, os.devnull, remain_log_steps=0)
-    return dict(builder_factory=masked_builder_factory(layers, search=True), hooks=[hook])
+    factory = masked_builder_factory(layers, search=True)
+    if builder_file:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location('masked_builder_other', builder_file)
+        other = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(other)
+        factory = lambda images, phase_train, **options: other.MaskedConvNetBuilder(  # noqa: E731
+            images, phase_train, layers, search=True, mask_variables=True, **options)
+    return dict(builder_factory=factory, hooks=[hook])
 
 
 def csgd(model):
@@ -52,10 +61,10 @@ def csgd(model):
     return dict(grad_handler=handler, config=dict(weight_decay=0.0))
 
 
-def setup(method, model):
+def setup(method, model, **options):
     """{builder_factory, hooks, grad_handler (trace -> handler), config (TrainConfig overrides)},
-    the entries that differ from a plain step's."""
-    return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd}[method](model)
+    the entries that differ from a plain step's; `options` go to the method's function."""
+    return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd}[method](model, **options)
 
 
 def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None):

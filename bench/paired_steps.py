@@ -9,6 +9,9 @@ step's own time (s/step, images/s) is printed too, as measured under the load of
         --pairs 6 --block 2 --warmup 2
     # a plain step at narrower widths (sres50's internal layers x 0.7) against the full widths
     python bench/paired_steps.py --model sres50 --method plain --deps 0.7 --batch_size 32
+    # this AOFP search step against another version of it (a before/after in one process)
+    git show HEAD~1:aofp/masked_builder.py > /tmp/before.py
+    python bench/paired_steps.py --model vc --method aofp --baseline /tmp/before.py
 """
 
 import argparse
@@ -19,13 +22,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _session(method, model, args, deps=None):
+def _session(method, model, args, deps=None, **options):
     """(session, run one step) of a Trainer's graph for `method`, initialized and warmed up."""
     from bench import methods
     from tf_benchmarks.engine import session
     import tensorflow.compat.v1 as tf
-    trainer = methods.step_trainer(methods.setup(method, model), model, args.batch_size,
-                                   args.precision, args.image_size, deps)
+    trainer = methods.step_trainer(methods.setup(method, model, **options), model,
+                                   args.batch_size, args.precision, args.image_size, deps)
     with trainer.graph.as_default():
         local_init = tf.local_variables_initializer()
     sess = tf.Session(graph=trainer.graph, config=session.session_config())
@@ -58,6 +61,9 @@ def main():
                         help='with --method plain: the widths of its run, as C-SGD\'s '
                         '--target_deps (a fraction of the target layers like 0.7, or every '
                         'width comma-separated)')
+    parser.add_argument('--baseline', default=None,
+                        help='with --method aofp: another version of aofp/masked_builder.py; its '
+                        'search step joins the alternation, and this one is compared with it')
     parser.add_argument('--precision', default='fp32')
     parser.add_argument('--batch_size', type=int, default=64)
     parser.add_argument('--image_size', type=int, default=None,
@@ -69,6 +75,8 @@ def main():
     args = parser.parse_args()
     if (args.method == 'plain') != (args.deps is not None):
         parser.error('--deps goes with --method plain, and --method plain needs --deps')
+    if args.baseline and args.method != 'aofp':
+        parser.error('--baseline goes with --method aofp')
 
     from tf_benchmarks.engine import session
     session.graph_mode()
@@ -82,9 +90,12 @@ def main():
     other = args.method if deps is None else 'plain at %s' % args.deps
     runs = {'plain': _session('plain', model, args), other: _session(args.method, model, args,
                                                                       deps)}
+    if args.baseline:
+        runs['baseline'] = _session('aofp', model, args, builder_file=args.baseline)
+    names = list(runs)
     times = {name: [] for name in runs}
     for i in range(args.pairs):
-        for name in (('plain', other) if i % 2 == 0 else (other, 'plain')):
+        for name in (names if i % 2 == 0 else names[::-1]):
             step = runs[name][1]
             start = time.perf_counter()
             for _ in range(args.block):
@@ -102,6 +113,13 @@ def main():
           % (args.model, args.precision, args.batch_size, args.image_size, args.image_size,
              plain, args.batch_size / plain, other, method, args.batch_size / method, args.pairs,
              args.block, other, _median(ratios), low, high, os.getloadavg()[0]))
+    if args.baseline:
+        for name, (a, b) in (('baseline / plain', ('baseline', 'plain')),
+                             ('%s / baseline' % other, (other, 'baseline'))):
+            ratios = [m / p for m, p in zip(times[a], times[b])]
+            low, high = _quartiles(ratios)
+            print('%s (%s): %.3fx (quartiles %.3f-%.3f)' % (name, args.baseline, _median(ratios),
+                                                            low, high))
 
 
 if __name__ == '__main__':
