@@ -61,10 +61,18 @@ def csgd(model):
     return dict(grad_handler=handler, config=dict(weight_decay=0.0))
 
 
+def fp32_filter_gradients(model, max_pixels=16):
+    """A plain step (for --precision bf16) with bench/train_throughput.py's route: float32 kernel
+    gradients on the convolutions of at most `max_pixels` output positions per image."""
+    from bench.train_throughput import _fp32_filter_gradient_builder
+    return dict(builder_factory=_fp32_filter_gradient_builder(max_pixels))
+
+
 def setup(method, model, **options):
     """{builder_factory, hooks, grad_handler (trace -> handler), config (TrainConfig overrides)},
     the entries that differ from a plain step's; `options` go to the method's function."""
-    return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd}[method](model, **options)
+    return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd,
+            'fp32_filter_gradients': fp32_filter_gradients}[method](model, **options)
 
 
 def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None):

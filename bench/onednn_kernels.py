@@ -2,7 +2,8 @@
 ONEDNN_VERBOSE=1, its primitive executions summed by kind, implementation and data types.
 
     python bench/onednn_kernels.py --model vc --precision bf16
-    python bench/onednn_kernels.py --model dc40 --precision bf16 --onednn_bf16_rewrite
+    python bench/onednn_kernels.py --model vc --precision fp32 --onednn_bf16_rewrite
+    python bench/onednn_kernels.py --model vc --precision bf16 --fp32_filter_gradients 16
 """
 
 import argparse
@@ -23,8 +24,11 @@ def _worker(args):
     from bench import methods
     from tf_benchmarks.models.registry import get_model
     model = get_model(args.model)
-    trainer = methods.step_trainer(methods.setup('plain', model), model, args.batch_size,
-                                   args.precision)
+    setup = methods.setup('plain', model)
+    if args.fp32_filter_gradients:
+        from bench.train_throughput import _fp32_filter_gradient_builder
+        setup['builder_factory'] = _fp32_filter_gradient_builder(args.fp32_filter_gradients)
+    trainer = methods.step_trainer(setup, model, args.batch_size, args.precision)
     config = session.session_config()
     if args.onednn_bf16_rewrite:
         from tensorflow.core.protobuf import rewriter_config_pb2
@@ -71,6 +75,10 @@ def main():
     parser.add_argument('--onednn_bf16_rewrite', action='store_true',
                         help='with oneDNN\'s automatic bfloat16 rewrite of the graph (use with '
                         '--precision fp32)')
+    parser.add_argument('--fp32_filter_gradients', type=int, default=0, metavar='MAX_PIXELS',
+                        help='the route of bench/train_throughput.py --bf16_routes: float32 kernel '
+                        'gradients on outputs of at most MAX_PIXELS positions (16: 4x4 and '
+                        'smaller; use with --precision bf16)')
     parser.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -80,6 +88,8 @@ def main():
            '--precision', args.precision, '--batch_size', str(args.batch_size)]
     if args.onednn_bf16_rewrite:
         cmd.append('--onednn_bf16_rewrite')
+    if args.fp32_filter_gradients:
+        cmd += ['--fp32_filter_gradients', str(args.fp32_filter_gradients)]
     env = dict(os.environ, ONEDNN_VERBOSE='1', TF_CPP_MIN_LOG_LEVEL='2')
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     parts = proc.stdout.split(MARK)
@@ -87,9 +97,11 @@ def main():
         raise SystemExit('the step failed:\n' + proc.stderr[-3000:])
     table = _summary(parts[1].splitlines())
     total = sum(v[0] for v in table.values())
+    routes = (' --onednn_bf16_rewrite' if args.onednn_bf16_rewrite else '') + (
+        ' --fp32_filter_gradients %d' % args.fp32_filter_gradients
+        if args.fp32_filter_gradients else '')
     print('%s %s%s batch %d: oneDNN primitives of one training step sum to %.0f ms'
-          % (args.model, args.precision, ' + oneDNN bf16 rewrite' if args.onednn_bf16_rewrite
-             else '', args.batch_size, total))
+          % (args.model, args.precision, routes, args.batch_size, total))
     print('| primitive | implementation | direction | data types | ms | calls | share |')
     print('|---|---|---|---|---|---|---|')
     for (kind, impl, prop, types), (ms, count) in sorted(table.items(), key=lambda kv: -kv[1][0]):

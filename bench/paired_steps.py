@@ -9,6 +9,8 @@ step's own time (s/step, images/s) is printed too, as measured under the load of
         --pairs 6 --block 2 --warmup 2
     # a plain step at narrower widths (sres50's internal layers x 0.7) against the full widths
     python bench/paired_steps.py --model sres50 --method plain --deps 0.7 --batch_size 32
+    # bf16 with float32 kernel gradients on the 4x4 and 2x2 outputs against plain bf16
+    python bench/paired_steps.py --model vc --method fp32_filter_gradients --precision bf16
     # this AOFP search step against another version of it (a before/after in one process)
     git show HEAD~1:aofp/masked_builder.py > /tmp/before.py
     python bench/paired_steps.py --model vc --method aofp --baseline /tmp/before.py
@@ -54,9 +56,13 @@ def _quartiles(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='src56')
-    parser.add_argument('--method', default='aofp', choices=('aofp', 'csgd', 'plain'),
+    parser.add_argument('--method', default='aofp',
+                        choices=('aofp', 'csgd', 'plain', 'fp32_filter_gradients'),
                         help='the step set against a plain step at the full widths (plain: a '
-                        'plain step at --deps)')
+                        'plain step at --deps; fp32_filter_gradients: a plain step with float32 '
+                        'kernel gradients on outputs of at most --max_pixels positions, for '
+                        '--precision bf16)')
+    parser.add_argument('--max_pixels', type=int, default=16)
     parser.add_argument('--deps', default=None,
                         help='with --method plain: the widths of its run, as C-SGD\'s '
                         '--target_deps (a fraction of the target layers like 0.7, or every '
@@ -88,8 +94,10 @@ def main():
         from csgd.targets import parse_target_deps
         deps = parse_target_deps(model, model.default_deps, args.deps)[-1]
     other = args.method if deps is None else 'plain at %s' % args.deps
+    options = ({'max_pixels': args.max_pixels} if args.method == 'fp32_filter_gradients'
+               else {})
     runs = {'plain': _session('plain', model, args), other: _session(args.method, model, args,
-                                                                      deps)}
+                                                                      deps, **options)}
     if args.baseline:
         runs['baseline'] = _session('aofp', model, args, builder_file=args.baseline)
     names = list(runs)

@@ -257,7 +257,8 @@ def run_ours(args):
         session.session_config = rewritten
     _train_ours(args, config=dict(inter_threads=args.inter_threads),
                 builder_factory=_bf16_activations_builder() if args.bf16_activations else
-                _fp32_filter_gradient_builder() if args.fp32_filter_gradients else None)
+                _fp32_filter_gradient_builder(args.fp32_filter_gradients)
+                if args.fp32_filter_gradients else None)
 
 
 def run_mirrored(args):
@@ -585,7 +586,7 @@ def plan(args, frameworks, data, imagenet=None):
             routes = [Job('%s oneDNN bf16 rewrite' % m, 'ours', m,
                           extra=['--onednn_bf16_rewrite']),
                       Job('%s fp32 filter grads bf16' % m, 'ours', m, 'bf16',
-                          extra=['--fp32_filter_gradients'])] if args.bf16_routes else []
+                          extra=['--fp32_filter_gradients', '16'])] if args.bf16_routes else []
             groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16')] +
                           ([Job('%s torch bf16' % m, 'torch', m, 'bf16')]
                            if 'torch' in frameworks and m in PEER_MODELS else []) + routes)
@@ -751,7 +752,8 @@ def main():
     parser.add_argument('--inter_threads', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--onednn_bf16_rewrite', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--bf16_activations', action='store_true', help=argparse.SUPPRESS)
-    parser.add_argument('--fp32_filter_gradients', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--fp32_filter_gradients', type=int, nargs='?', const=16, default=0,
+                        help=argparse.SUPPRESS)
     parser.add_argument('--bf16_routes', action='store_true', help='with the bf16 section: the '
                         'bf16 routes not kept (oneDNN\'s bfloat16 rewrite of the fp32 graph, float32 '
                         'kernel gradients on 4x4 and smaller outputs) in the same alternation as '
