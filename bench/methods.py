@@ -68,11 +68,28 @@ def fp32_filter_gradients(model, max_pixels=16):
     return dict(builder_factory=_fp32_filter_gradient_builder(max_pixels))
 
 
+def aligned_bn_k2(model):
+    """A plain step whose batch norms also take the aligned view at channel counts that are
+    multiples of 8 but not of 16 (k = 2; batch_norm.FUSED_MULTIPLE = 16 while the graph is built)."""
+    import contextlib
+    from tf_benchmarks.network import batch_norm
+
+    @contextlib.contextmanager
+    def multiple_16():
+        batch_norm.FUSED_MULTIPLE = 16
+        try:
+            yield
+        finally:
+            batch_norm.FUSED_MULTIPLE = 8
+    return dict(context=multiple_16)
+
+
 def setup(method, model, **options):
     """{builder_factory, hooks, grad_handler (trace -> handler), config (TrainConfig overrides)},
     the entries that differ from a plain step's; `options` go to the method's function."""
     return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd,
-            'fp32_filter_gradients': fp32_filter_gradients}[method](model, **options)
+            'fp32_filter_gradients': fp32_filter_gradients,
+            'aligned_bn_k2': aligned_bn_k2}[method](model, **options)
 
 
 def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None):
@@ -80,6 +97,7 @@ def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None
     and the model's recipe, on the in-memory batch of `image_size` images (default: the model's
     own, 32 or sres50's 224) with labels among the model's logits, for timing and profiling its
     steps outside the training loop."""
+    import contextlib
     import tempfile
     from bench.in_memory_batch import InMemoryBatch
     from tf_benchmarks.network.convnet_builder import ConvNetBuilder
@@ -96,8 +114,9 @@ def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None
                           grad_handler=handler(model.trace(deps)) if handler else None)
     data = InMemoryBatch(image_size=image_size or model.image_size,
                          num_classes=10 if model.image_size == 32 else model.num_classes)
-    return Trainer(model, deps, data, config, tempfile.mkdtemp(), method=method,
-                   log=lambda *_: None)
+    with setup.get('context', contextlib.nullcontext)():
+        return Trainer(model, deps, data, config, tempfile.mkdtemp(), method=method,
+                       log=lambda *_: None)
 
 
 def step_runner(trainer, session):

@@ -57,11 +57,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='src56')
     parser.add_argument('--method', default='aofp',
-                        choices=('aofp', 'csgd', 'plain', 'fp32_filter_gradients'),
+                        choices=('aofp', 'csgd', 'plain', 'fp32_filter_gradients',
+                                 'aligned_bn_k2'),
                         help='the step set against a plain step at the full widths (plain: a '
                         'plain step at --deps; fp32_filter_gradients: a plain step with float32 '
                         'kernel gradients on outputs of at most --max_pixels positions, for '
-                        '--precision bf16)')
+                        '--precision bf16; aligned_bn_k2: a plain step with the aligned batch '
+                        'norm at channels that are multiples of 8 but not 16 too)')
     parser.add_argument('--max_pixels', type=int, default=16)
     parser.add_argument('--deps', default=None,
                         help='with --method plain: the widths of its run, as C-SGD\'s '
