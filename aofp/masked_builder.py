@@ -6,9 +6,9 @@ ones by default; in training, a variable that the search assigns before each ste
 layer whose input holds them (found from the trace's channel provenance, so after any pooling,
 concatenation, BN-ReLU or residual add in between). A masked channel is then exactly a removed one:
 its consumers never see it, which is what the physical pruning does. The loss and the logits use
-only this path. The mask multiplies the consumer's kernel along its input channels rather than
-the input itself: conv(x, W * m) = conv(x * m, W), value and gradients alike, for a fraction of
-the element-wise work (a kernel is far smaller than an activation).
+only this path. The mask multiplies whichever is smaller, the consumer's kernel along its input
+channels or its input: conv(x, W * m) = conv(x * m, W), value and gradients alike (the ResNets'
+kernels are far smaller than their activations, `vc`'s last layers' far larger).
 
 With `search=True`, each target layer t also gets score paths: the filters fed in
 `dropped_filters[t]` (a random half of its search space; in training, the nonzero entries of a
@@ -18,10 +18,10 @@ c, which is recomputed by subtraction, exactly, from the base path's own convolu
 then normalized like c (its BN with the score path's own batch statistics, moving averages not
 updated; in an inference graph, `phase_train=False`, with the moving statistics as c itself: the
 oracle's exact scores) and activated like c. Its error is the relative squared error of c's output,
-    e_c = mean((normal_c - shadow_c)^2) / mean(normal_c^2),
-and t's per-step metric is the mean of e_c over its consumers (for `vc` and the ResNets' internal
-layers there is one: the next layer, as in the original). Everything runs in the training step's
-single forward pass; no gradient flows through the score paths.
+    e_c = mean((normal_c - shadow_c)^2) / mean(normal_c^2)
+(each mean one `l2_loss` pass), and t's per-step metric is the mean of e_c over its consumers (for
+`vc` and the ResNets' internal layers there is one: the next layer, as in the original). Everything
+runs in the training step's single forward pass; no gradient flows through the score paths.
 
 A depthwise conv (imported Keras networks) is no consumer here: it is per channel and keeps its
 input's provenance, so a target's channels that pass through a depthwise conv, its BN and its
@@ -102,10 +102,17 @@ class MaskedConvNetBuilder(ConvNetBuilder):
             vector = tf.tile(vector, [repeats])
         return vector
 
-    def _masked_kernel(self, kernel):
-        """The kernel (HWIO or [in, out]) times the pending input mask along its input channels."""
+    def _masked(self, x, kernel):
+        """(x, kernel) with the pending input mask applied to the smaller of the two: the input
+        (NHWC, or flat with the mask tiled over positions) or the kernel (HWIO or [in, out]) along
+        its input channels. Either way every product x_i * W_i is exactly itself or exactly 0."""
         mask, self._pending_mask = self._pending_mask, None
-        return kernel if mask is None else kernel * mask[:, None]
+        if mask is None:
+            return x, kernel
+        inputs = x.shape.num_elements()
+        if inputs is not None and inputs < kernel.shape.num_elements():
+            return x * mask, kernel
+        return x, kernel * mask[:, None]
 
     @staticmethod
     def _positions(seg, dropped):
@@ -124,7 +131,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         return node.tensor
 
     def _emit_conv(self, x, kernel, strides, mode):
-        kernel = self._masked_kernel(kernel)
+        x, kernel = self._masked(x, kernel)
         y = super()._emit_conv(x, kernel, strides, mode)
         if self.search:
             for t, positions in self._pending_conv:
@@ -192,7 +199,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
     def _emit_affine(self, x, kernel, bias):
         """The FC output, and for each pending target the same output without its dropped inputs
         (by subtraction from this one, as for convolutions)."""
-        kernel = self._masked_kernel(kernel)
+        x, kernel = self._masked(x, kernel)
         y = super()._emit_affine(x, kernel, bias)
         for t, positions in self._pending_affine:
             self._affine_shadows.append((t, y - tf.matmul(tf.gather(x, positions, axis=1),
@@ -211,6 +218,10 @@ class MaskedConvNetBuilder(ConvNetBuilder):
         return activate(x, activation)
 
     def _record(self, target, normal, shadow):
-        error = tf.reduce_mean(tf.square(normal - shadow))
+        """e = mean((normal - shadow)^2) / mean(normal^2), each mean as 2 * l2_loss / size: one
+        reduction pass over the tensor instead of a squared copy and a pass over it."""
+        size = normal.shape.num_elements()
+        size = float(size) if size is not None else tf.cast(tf.size(normal), tf.float32)
+        error = 2.0 * tf.nn.l2_loss(normal - shadow) / size
         self._errors.setdefault(target, []).append(
-            error / (tf.reduce_mean(tf.square(normal)) + _TINY))
+            error / (2.0 * tf.nn.l2_loss(normal) / size + _TINY))

@@ -13,10 +13,11 @@ CSGD_MODELS = ('dc40', 'src56', 'src110', 'sres50')
 RECIPES = {'sres50': dict(nesterov=False, double_gradient_keywords=())}
 
 
-def aofp(model):
+def aofp(model, builder_file=None):
     """A step with AOFP's search on the model's default target layers (`vc`: all 13; the ResNets:
     the internal layer of every block, 27 / 54; `sres50`: its 32 internal layers); no decision is
-    taken in a benchmark's steps."""
+    taken in a benchmark's steps. `builder_file`: another version of aofp/masked_builder.py (e.g.
+    `git show COMMIT:aofp/masked_builder.py > old.py`) to build the search graph with."""
     from aofp.pipeline import check_target_layers, masked_builder_factory
     from aofp.presets import PRESETS
     from aofp.search import AofpSearch
@@ -26,7 +27,15 @@ def aofp(model):
     search = AofpSearch([np.ones(deps[t], np.float32) for t in layers], 10 ** 9, 0.01, 0,
                         lambda widths: 0.0, 1.0)
     hook = SearchHook(search, layers, os.devnull, remain_log_steps=0)
-    return dict(builder_factory=masked_builder_factory(layers, search=True), hooks=[hook])
+    factory = masked_builder_factory(layers, search=True)
+    if builder_file:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location('masked_builder_other', builder_file)
+        other = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(other)
+        factory = lambda images, phase_train, **options: other.MaskedConvNetBuilder(  # noqa: E731
+            images, phase_train, layers, search=True, mask_variables=True, **options)
+    return dict(builder_factory=factory, hooks=[hook])
 
 
 def csgd(model):
@@ -52,10 +61,35 @@ def csgd(model):
     return dict(grad_handler=handler, config=dict(weight_decay=0.0))
 
 
-def setup(method, model):
+def fp32_filter_gradients(model, max_pixels=16):
+    """A plain step (for --precision bf16) with bench/train_throughput.py's route: float32 kernel
+    gradients on the convolutions of at most `max_pixels` output positions per image."""
+    from bench.train_throughput import _fp32_filter_gradient_builder
+    return dict(builder_factory=_fp32_filter_gradient_builder(max_pixels))
+
+
+def aligned_bn_k2(model):
+    """A plain step whose batch norms also take the aligned view at channel counts that are
+    multiples of 8 but not of 16 (k = 2; batch_norm.FUSED_MULTIPLE = 16 while the graph is built)."""
+    import contextlib
+    from tf_benchmarks.network import batch_norm
+
+    @contextlib.contextmanager
+    def multiple_16():
+        batch_norm.FUSED_MULTIPLE = 16
+        try:
+            yield
+        finally:
+            batch_norm.FUSED_MULTIPLE = 8
+    return dict(context=multiple_16)
+
+
+def setup(method, model, **options):
     """{builder_factory, hooks, grad_handler (trace -> handler), config (TrainConfig overrides)},
-    the entries that differ from a plain step's."""
-    return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd}[method](model)
+    the entries that differ from a plain step's; `options` go to the method's function."""
+    return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd,
+            'fp32_filter_gradients': fp32_filter_gradients,
+            'aligned_bn_k2': aligned_bn_k2}[method](model, **options)
 
 
 def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None):
@@ -63,6 +97,7 @@ def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None
     and the model's recipe, on the in-memory batch of `image_size` images (default: the model's
     own, 32 or sres50's 224) with labels among the model's logits, for timing and profiling its
     steps outside the training loop."""
+    import contextlib
     import tempfile
     from bench.in_memory_batch import InMemoryBatch
     from tf_benchmarks.network.convnet_builder import ConvNetBuilder
@@ -79,8 +114,9 @@ def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None
                           grad_handler=handler(model.trace(deps)) if handler else None)
     data = InMemoryBatch(image_size=image_size or model.image_size,
                          num_classes=10 if model.image_size == 32 else model.num_classes)
-    return Trainer(model, deps, data, config, tempfile.mkdtemp(), method=method,
-                   log=lambda *_: None)
+    with setup.get('context', contextlib.nullcontext)():
+        return Trainer(model, deps, data, config, tempfile.mkdtemp(), method=method,
+                       log=lambda *_: None)
 
 
 def step_runner(trainer, session):

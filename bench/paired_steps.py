@@ -9,6 +9,11 @@ step's own time (s/step, images/s) is printed too, as measured under the load of
         --pairs 6 --block 2 --warmup 2
     # a plain step at narrower widths (sres50's internal layers x 0.7) against the full widths
     python bench/paired_steps.py --model sres50 --method plain --deps 0.7 --batch_size 32
+    # bf16 with float32 kernel gradients on the 4x4 and 2x2 outputs against plain bf16
+    python bench/paired_steps.py --model vc --method fp32_filter_gradients --precision bf16
+    # this AOFP search step against another version of it (a before/after in one process)
+    git show HEAD~1:aofp/masked_builder.py > /tmp/before.py
+    python bench/paired_steps.py --model vc --method aofp --baseline /tmp/before.py
 """
 
 import argparse
@@ -19,13 +24,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _session(method, model, args, deps=None):
+def _session(method, model, args, deps=None, **options):
     """(session, run one step) of a Trainer's graph for `method`, initialized and warmed up."""
     from bench import methods
     from tf_benchmarks.engine import session
     import tensorflow.compat.v1 as tf
-    trainer = methods.step_trainer(methods.setup(method, model), model, args.batch_size,
-                                   args.precision, args.image_size, deps)
+    trainer = methods.step_trainer(methods.setup(method, model, **options), model,
+                                   args.batch_size, args.precision, args.image_size, deps)
     with trainer.graph.as_default():
         local_init = tf.local_variables_initializer()
     sess = tf.Session(graph=trainer.graph, config=session.session_config())
@@ -51,13 +56,22 @@ def _quartiles(values):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='src56')
-    parser.add_argument('--method', default='aofp', choices=('aofp', 'csgd', 'plain'),
+    parser.add_argument('--method', default='aofp',
+                        choices=('aofp', 'csgd', 'plain', 'fp32_filter_gradients',
+                                 'aligned_bn_k2'),
                         help='the step set against a plain step at the full widths (plain: a '
-                        'plain step at --deps)')
+                        'plain step at --deps; fp32_filter_gradients: a plain step with float32 '
+                        'kernel gradients on outputs of at most --max_pixels positions, for '
+                        '--precision bf16; aligned_bn_k2: a plain step with the aligned batch '
+                        'norm at channels that are multiples of 8 but not 16 too)')
+    parser.add_argument('--max_pixels', type=int, default=16)
     parser.add_argument('--deps', default=None,
                         help='with --method plain: the widths of its run, as C-SGD\'s '
                         '--target_deps (a fraction of the target layers like 0.7, or every '
                         'width comma-separated)')
+    parser.add_argument('--baseline', default=None,
+                        help='with --method aofp: another version of aofp/masked_builder.py; its '
+                        'search step joins the alternation, and this one is compared with it')
     parser.add_argument('--precision', default='fp32')
     parser.add_argument('--batch_size', type=int, default=64)
     parser.add_argument('--image_size', type=int, default=None,
@@ -69,6 +83,8 @@ def main():
     args = parser.parse_args()
     if (args.method == 'plain') != (args.deps is not None):
         parser.error('--deps goes with --method plain, and --method plain needs --deps')
+    if args.baseline and args.method != 'aofp':
+        parser.error('--baseline goes with --method aofp')
 
     from tf_benchmarks.engine import session
     session.graph_mode()
@@ -80,11 +96,16 @@ def main():
         from csgd.targets import parse_target_deps
         deps = parse_target_deps(model, model.default_deps, args.deps)[-1]
     other = args.method if deps is None else 'plain at %s' % args.deps
+    options = ({'max_pixels': args.max_pixels} if args.method == 'fp32_filter_gradients'
+               else {})
     runs = {'plain': _session('plain', model, args), other: _session(args.method, model, args,
-                                                                      deps)}
+                                                                      deps, **options)}
+    if args.baseline:
+        runs['baseline'] = _session('aofp', model, args, builder_file=args.baseline)
+    names = list(runs)
     times = {name: [] for name in runs}
     for i in range(args.pairs):
-        for name in (('plain', other) if i % 2 == 0 else (other, 'plain')):
+        for name in (names if i % 2 == 0 else names[::-1]):
             step = runs[name][1]
             start = time.perf_counter()
             for _ in range(args.block):
@@ -102,6 +123,13 @@ def main():
           % (args.model, args.precision, args.batch_size, args.image_size, args.image_size,
              plain, args.batch_size / plain, other, method, args.batch_size / method, args.pairs,
              args.block, other, _median(ratios), low, high, os.getloadavg()[0]))
+    if args.baseline:
+        for name, (a, b) in (('baseline / plain', ('baseline', 'plain')),
+                             ('%s / baseline' % other, (other, 'baseline'))):
+            ratios = [m / p for m, p in zip(times[a], times[b])]
+            low, high = _quartiles(ratios)
+            print('%s (%s): %.3fx (quartiles %.3f-%.3f)' % (name, args.baseline, _median(ratios),
+                                                            low, high))
 
 
 if __name__ == '__main__':

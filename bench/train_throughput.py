@@ -19,6 +19,8 @@ Sections:
             src56 and src110 (every channel group to 5/8, tied groups included) among --models
   eval      evaluation images/s (vc, test split, batch 500, median of 5 exact passes)
   infer     inference of a pruned vc (-65.8% FLOPs) vs the full vc, at batch 64 and batch 1
+            (--bf16_routes: also oneDNN's rewrite and float32 kernel gradients on the 4x4 and
+            smaller outputs, in the same alternation)
   routes    vc and dc40 training with routes tried and not kept, against the default in fp32 and
             bf16: one inter-op thread (--inter_threads 1; TensorFlow's default is one per core) and
             oneDNN's automatic bfloat16 graph rewrite of the fp32 graph (--onednn_bf16_rewrite),
@@ -209,6 +211,38 @@ def _bf16_activations_builder():
     return Bf16Activations
 
 
+def _fp32_filter_gradient_builder(max_pixels=16):
+    """ConvNetBuilder for --precision bf16 whose convolutions with at most `max_pixels` output
+    positions per image (vc's 4x4 and 2x2 layers) compute their kernel gradient in float32 from
+    the float32 input and output gradient; the forward pass and the input gradient stay bfloat16.
+    One trace of a vc bf16 step (bench/onednn_kernels.py) had oneDNN's AMX bfloat16 weight-gradient
+    kernel 11-19x its own forward time on those layers, 2x on the 32x32 ones."""
+    from tf_benchmarks.network.convnet_builder import ConvNetBuilder
+    import tensorflow.compat.v1 as tf
+
+    class Fp32FilterGradient(ConvNetBuilder):
+        def conv2d(self, x, kernel, strides, mode):
+            h, w = x.shape.as_list()[1:3]
+            if (self.conv_dtype == tf.float32 or mode != 'SAME' or h is None
+                    or -(-h // strides[0]) * -(-w // strides[1]) > max_pixels):
+                return super().conv2d(x, kernel, strides, mode)
+            stride = [1, strides[0], strides[1], 1]
+
+            @tf.custom_gradient
+            def conv(x, kernel):
+                y = tf.nn.conv2d(tf.cast(x, tf.bfloat16), tf.cast(kernel, tf.bfloat16), stride,
+                                 mode)
+
+                def grad(dy):
+                    dx = tf.nn.conv2d_backprop_input(tf.shape(x), tf.cast(kernel, tf.bfloat16),
+                                                     tf.cast(dy, tf.bfloat16), stride, mode)
+                    dw = tf.nn.conv2d_backprop_filter(x, tf.shape(kernel), dy, stride, mode)
+                    return tf.cast(dx, tf.float32), dw
+                return tf.cast(y, tf.float32), grad
+            return conv(x, tf.convert_to_tensor(kernel))
+    return Fp32FilterGradient
+
+
 def run_ours(args):
     if args.onednn_bf16_rewrite:  # grappler's oneDNN auto mixed precision on the fp32 graph
         from tensorflow.core.protobuf import rewriter_config_pb2
@@ -222,7 +256,9 @@ def run_ours(args):
             return config
         session.session_config = rewritten
     _train_ours(args, config=dict(inter_threads=args.inter_threads),
-                builder_factory=_bf16_activations_builder() if args.bf16_activations else None)
+                builder_factory=_bf16_activations_builder() if args.bf16_activations else
+                _fp32_filter_gradient_builder(args.fp32_filter_gradients)
+                if args.fp32_filter_gradients else None)
 
 
 def run_mirrored(args):
@@ -547,9 +583,13 @@ def plan(args, frameworks, data, imagenet=None):
                                        if fw != 'ours' and m in PEER_MODELS])
     if 'bf16' in sections:
         for m in models:
+            routes = [Job('%s oneDNN bf16 rewrite' % m, 'ours', m,
+                          extra=['--onednn_bf16_rewrite']),
+                      Job('%s fp32 filter grads bf16' % m, 'ours', m, 'bf16',
+                          extra=['--fp32_filter_gradients', '16'])] if args.bf16_routes else []
             groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16')] +
                           ([Job('%s torch bf16' % m, 'torch', m, 'bf16')]
-                           if 'torch' in frameworks and m in PEER_MODELS else []))
+                           if 'torch' in frameworks and m in PEER_MODELS else []) + routes)
     if 'pipeline' in sections and 'vc' in models:
         groups.append([ours['vc'], Job('vc ours tfrecords', 'ours', 'vc', data=data)])
     if 'aofp' in sections:
@@ -627,6 +667,11 @@ def report(groups):
         ratio('%s inter_op 1 bf16' % m, '%s ours bf16' % m)
         ratio('%s oneDNN bf16 rewrite' % m, '%s ours bf16' % m)
         ratio('%s bf16 activations' % m, '%s ours bf16' % m)
+        for route in ('oneDNN bf16 rewrite', 'fp32 filter grads bf16'):
+            ratio('%s %s' % (m, route), '%s torch bf16' % m)
+        ratio('%s fp32 filter grads bf16' % m, '%s ours bf16' % m)
+    for key in jobs:
+        rows.append(('peak RSS %s, MB' % key, '%.0f' % jobs[key].peak_rss_mb, '', ''))
     for label in ('dc40', 'pruned vc'):
         for suffix in ('', ' bf16'):
             a, b = '%s aligned BN%s' % (label, suffix), '%s fused BN%s' % (label, suffix)
@@ -707,6 +752,12 @@ def main():
     parser.add_argument('--inter_threads', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--onednn_bf16_rewrite', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--bf16_activations', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--fp32_filter_gradients', type=int, nargs='?', const=16, default=0,
+                        help=argparse.SUPPRESS)
+    parser.add_argument('--bf16_routes', action='store_true', help='with the bf16 section: the '
+                        'bf16 routes not kept (oneDNN\'s bfloat16 rewrite of the fp32 graph, float32 '
+                        'kernel gradients on 4x4 and smaller outputs) in the same alternation as '
+                        'ours bf16 and PyTorch autocast')
     args = parser.parse_args()
     if args.worker:
         args.model = args.models
