@@ -32,12 +32,12 @@ CSGD_ARGS = ['--preset', 'smoke', '--batch_size', '16', '--max_epochs', '0.1',
 # corrupted (one survivor's kernel moved) in working directories named broken*: a trim that is not
 # exact although the clusters have collapsed. A case ['@copy', DIR] copies DIR to the case's cwd.
 BROKEN_TRIM = '''
-import contextlib, io, json, os, runpy, shutil, sys
-sys.path.insert(0, %r)
+import json, os, runpy, shutil, sys
+sys.path[:0] = [%r, os.path.join(%r, 'tests')]
 from tf_benchmarks.engine.session import graph_mode
 graph_mode()
 import csgd.pipeline
-from tf_benchmarks.core.errors import exit_on_user_error
+from run_cases import run_case
 surgery = csgd.pipeline.apply_surgery
 def broken(trace, weights, plans):
     weights, deps = surgery(trace, weights, plans)
@@ -52,19 +52,8 @@ for cwd, args in cases:
     if args[0] == '@copy':
         shutil.copytree(args[1], cwd, dirs_exist_ok=True)
         continue
-    os.chdir(cwd)
-    driver['FLAGS'].unparse_flags()
-    argv = driver['FLAGS']([script] + args)
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            exit_on_user_error(driver['main'])(argv)
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    print('CASE ' + json.dumps({'code': code, 'stdout': out.getvalue(),
-                                'stderr': err.getvalue()}), flush=True)
-''' % REPO
+    run_case(driver, cwd, args)
+''' % (REPO, REPO)
 
 
 def test_compare_logits_figures():

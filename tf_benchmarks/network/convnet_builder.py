@@ -85,14 +85,7 @@ class ConvNetBuilder(NetworkBuilder):
     def conv2d(self, x, kernel, strides, mode):
         """NHWC convolution in `conv_dtype`, float32 in and out. SAME_RESNET (tf_cnn_benchmarks'
         mode): with a stride, pad (k-1)//2 before and the rest after on both axes, then VALID."""
-        if mode == 'SAME_RESNET':
-            if strides == (1, 1):
-                mode = 'SAME'
-            else:
-                k_h, k_w = kernel.shape.as_list()[:2]
-                x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2],
-                               [0, 0]])
-                mode = 'VALID'
+        x, mode = _resnet_padding(x, kernel, strides, mode)
         if self.conv_dtype == tf.float32:
             return tf.nn.conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
         y = tf.nn.conv2d(tf.cast(x, self.conv_dtype), tf.cast(kernel, self.conv_dtype),
@@ -119,14 +112,7 @@ class ConvNetBuilder(NetworkBuilder):
 
     def _emit_depthwise(self, x, kernel, strides, mode):
         """tf.nn.depthwise_conv2d in float32; SAME_RESNET as in conv2d."""
-        if mode == 'SAME_RESNET':
-            if strides == (1, 1):
-                mode = 'SAME'
-            else:
-                k_h, k_w = kernel.shape.as_list()[:2]
-                x = tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2],
-                               [0, 0]])
-                mode = 'VALID'
+        x, mode = _resnet_padding(x, kernel, strides, mode)
         return tf.nn.depthwise_conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
 
     def _emit_pad(self, x, paddings):
@@ -163,3 +149,16 @@ class ConvNetBuilder(NetworkBuilder):
 
     def _emit_affine(self, x, kernel, bias):
         return tf.nn.xw_plus_b(x, kernel, bias)
+
+
+def _resnet_padding(x, kernel, strides, mode):
+    """(x, mode) for a convolution in `mode`: SAME_RESNET (tf_cnn_benchmarks' mode) is SAME without
+    a stride, and with one an explicit pad of (k-1)//2 before and the rest after on both axes,
+    then VALID; other modes pass through."""
+    if mode != 'SAME_RESNET':
+        return x, mode
+    if strides == (1, 1):
+        return x, 'SAME'
+    k_h, k_w = kernel.shape.as_list()[:2]
+    return tf.pad(x, [[0, 0], [(k_h - 1) // 2, k_h // 2], [(k_w - 1) // 2, k_w // 2],
+                      [0, 0]]), 'VALID'
