@@ -120,21 +120,6 @@ def test_magnitude1_files_keys_and_eval(work, synthetic_dir):
     assert len(record) == 1 and record[0].split()[1] == 'magnitude1_trained.hdf5'
 
 
-def test_bad_input_gives_one_clear_error(tmp_path, synthetic_dir):
-    result = run(['prune'], tmp_path, check=False)
-    assert result.returncode == 2 and 'error: unknown mode' in result.stderr
-    result = run(['csgd1', '--data_dir', synthetic_dir], tmp_path, check=False)
-    assert result.returncode == 2 and 'run `csgd_standalone.py train --model dc40` first' in result.stderr
-    hdf5_io.save_hdf5(str(tmp_path / 'vc.hdf5'), {'v0/cg/conv0/conv2d/kernel': np.zeros(3)},
-                      deps=[64] * 13)
-    result = run(['magnitude1', '--data_dir', synthetic_dir, '--init_hdf5', 'vc.hdf5'], tmp_path,
-                 check=False)
-    assert result.returncode == 2 and 'another architecture' in result.stderr
-    result = run(['eval', 'vc.hdf5', '--data_dir', synthetic_dir], tmp_path, check=False)
-    assert result.returncode == 2 and 'another architecture' in result.stderr
-    assert 'Traceback' not in result.stderr
-
-
 def test_other_settings_in_the_same_directory_are_refused(work, synthetic_dir):
     """After csgd1 and magnitude1 finished above, a run with another setting stops at once,
     naming the setting and both values, and changes nothing; `summary` counts the FLOPs the log
