@@ -8,7 +8,6 @@ every runtime, logit differences). All written to a temporary directory, then re
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ import tensorflow.compat.v1 as tf
 from tf_benchmarks.core.errors import UserError, cannot_write_message, write_failure_reason
 from tf_benchmarks.deploy import runtime_check
 from tf_benchmarks.deploy.bn_folding import fold_batch_norms
+from tf_benchmarks.deploy.fresh_process import run_script
 from tf_benchmarks.engine import session as tf_session
 from tf_benchmarks.files.atomic import file_digest, temporary_name
 from tf_benchmarks.network import flops
@@ -148,19 +148,12 @@ def _save_saved_model(directory, model, deps, weights, num_classes=None, spec=No
         saved.save()
 
 
-def _script(name):
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
-
-
 def _convert_tflite(saved_model_dir, out_file, int8=None):
     """tflite_convert.py in a fresh process: in the drivers' graph mode the converter would drop
     the signature. `int8`: (the float-pixel SavedModel, its out file, an .npy of float32 pixels)
     for the full-integer conversion, in the same process."""
-    result = subprocess.run([sys.executable, _script('tflite_convert.py'), saved_model_dir,
-                             out_file] + list(int8 or ()), capture_output=True, text=True)
-    if result.returncode != 0:
-        raise UserError('the TFLite conversion of %s failed:\n%s'
-                        % (saved_model_dir, result.stderr.strip()[-3000:]))
+    result = run_script('tflite_convert.py', [saved_model_dir, out_file] + list(int8 or ()),
+                        'the TFLite conversion of %s failed' % saved_model_dir)
     if result.stderr.strip():
         sys.stderr.write(result.stderr)
 
@@ -169,11 +162,8 @@ def _check_runtimes(directory, images, labels, work):
     """runtime_check.py on the export in a fresh process: its figures (a dict)."""
     data, out = os.path.join(work, 'images.npz'), os.path.join(work, 'check.json')
     np.savez(data, images=images, labels=labels)
-    result = subprocess.run([sys.executable, _script('runtime_check.py'), directory, data, out],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        raise UserError('checking the exported models of %s failed:\n%s'
-                        % (directory, result.stderr.strip()[-3000:]))
+    run_script('runtime_check.py', [directory, data, out],
+               'checking the exported models of %s failed' % directory)
     with open(out) as f:
         return json.load(f)
 

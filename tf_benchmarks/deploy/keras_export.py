@@ -12,11 +12,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 
 from tf_benchmarks.core.errors import UserError, cannot_write_message
+from tf_benchmarks.deploy.fresh_process import run_script
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.files.atomic import replacing
 from tf_benchmarks.network.builder import NetworkBuilder
@@ -146,19 +145,15 @@ def export_keras_many(jobs):
                       [op.get('kernel'), op.get('bias')] + op.get('weights', []) if n}
             hdf5_io.save_hdf5(weights_file, {n: weights[n] for n in sorted(needed)})
             arguments.append((ops_file, weights_file, out))
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'keras_write.py')
         try:
             with contextlib.ExitStack() as stack:
-                command = [sys.executable, script]
+                files = []
                 for ops_file, weights_file, out in arguments:
                     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
                     tmp = stack.enter_context(replacing(out, keep_extension=True))
-                    command += [ops_file, weights_file, tmp]
-                result = subprocess.run(command, capture_output=True, text=True)
-                if result.returncode != 0:
-                    raise UserError('writing the Keras model %s failed:\n%s'
-                                    % (', '.join(a[2] for a in arguments),
-                                       result.stderr.strip()[-3000:]))
+                    files += [ops_file, weights_file, tmp]
+                run_script('keras_write.py', files, 'writing the Keras model %s failed'
+                           % ', '.join(a[2] for a in arguments))
         except OSError as e:
             raise UserError(cannot_write_message(e.filename or jobs[0][2], e.strerror or e)) \
                 from None

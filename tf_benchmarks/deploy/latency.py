@@ -12,12 +12,11 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 
 from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.deploy.export import export_file
+from tf_benchmarks.deploy.fresh_process import run_script
 from tf_benchmarks.pruning.file_model import read_model_file
 
 LATENCY_ENV = 'AOFP_CSGD_LATENCY'   # 0: no latency measured in the stages by default (the tests)
@@ -90,15 +89,13 @@ def _figures(series, batch):
 
 def run_worker(directories, settings, image_size):
     """[{runtime: figures}] of the export directories, timed in one fresh process."""
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'latency_worker.py')
     spec = dict(dirs=list(directories), calls=settings.calls, batch=settings.batch,
                 throughput_calls=settings.throughput_calls, image_size=image_size)
-    result = subprocess.run([sys.executable, script, json.dumps(spec)], capture_output=True,
-                            text=True)
+    failure = 'the latency measurement of %s failed' % ', '.join(directories)
+    result = run_script('latency_worker.py', [json.dumps(spec)], failure)
     lines = [l for l in result.stdout.splitlines() if l.startswith('RESULT ')]
-    if result.returncode != 0 or not lines:
-        raise UserError('the latency measurement of %s failed:\n%s'
-                        % (', '.join(directories), result.stderr.strip()[-3000:]))
+    if not lines:
+        raise UserError('%s:\n%s' % (failure, result.stderr.strip()[-3000:]))
     return [{runtime: _figures(series, settings.batch) for runtime, series in r.items()}
             for r in json.loads(lines[-1][7:])]
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.files.atomic import replacing
 
 OPSET = 17
 PACKAGES = ('tf2onnx', 'onnxruntime', 'onnx')
@@ -25,16 +26,14 @@ def check_installed():
 def convert(saved_model_dir, out_file):
     """Convert the SavedModel's serving signature to `out_file` (written under a temporary name,
     then renamed); a UserError with tf2onnx's last lines if it fails."""
-    tmp = '%s.tmp-%d' % (out_file, os.getpid())
-    result = subprocess.run(
-        [sys.executable, '-m', 'tf2onnx.convert', '--saved-model', saved_model_dir,
-         '--signature_def', 'serving_default', '--tag', 'serve', '--opset', str(OPSET),
-         '--output', tmp], capture_output=True, text=True,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2')))
-    if result.returncode != 0 or not os.path.exists(tmp):
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise UserError('the ONNX conversion of %s by tf2onnx failed (exit %d):\n%s'
-                        % (saved_model_dir, result.returncode,
-                           (result.stderr or result.stdout).strip()[-3000:]))
-    os.replace(tmp, out_file)
+    with replacing(out_file) as tmp:
+        result = subprocess.run(
+            [sys.executable, '-m', 'tf2onnx.convert', '--saved-model', saved_model_dir,
+             '--signature_def', 'serving_default', '--tag', 'serve', '--opset', str(OPSET),
+             '--output', tmp], capture_output=True, text=True,
+            env=dict(os.environ,
+                     TF_CPP_MIN_LOG_LEVEL=os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2')))
+        if result.returncode != 0 or not os.path.exists(tmp):
+            raise UserError('the ONNX conversion of %s by tf2onnx failed (exit %d):\n%s'
+                            % (saved_model_dir, result.returncode,
+                               (result.stderr or result.stdout).strip()[-3000:]))
