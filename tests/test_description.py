@@ -20,7 +20,7 @@ from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.models.registry import feeding_roots, from_description, get_model
 from tf_benchmarks.models.user_models import load_python_file, spec_from_definition
 from tf_benchmarks.network import description
-from tf_benchmarks.pruning.file_model import identify_model, model_of_file
+from tf_benchmarks.pruning.file_model import model_of_file
 from tf_benchmarks.runs.stages import StageRunner
 
 RESNET20 = os.path.join(REPO, 'examples', 'resnet20.py')
@@ -134,16 +134,25 @@ ADD_ERROR = ('net.py: add_inference failed while it was traced: ValueError: add 
              'channels come from differently laid out producers')
 
 
+# A network the builders cannot express: an add of a concatenation and one conv's output (written
+# to a net.py by test_own_network_cli.py).
+BAD_ADD = '''
+def add_inference(cnn, deps, num_classes):
+    stem = cnn.conv(deps[0], 3, 3)
+    a = cnn.conv(deps[1], 3, 3, input_layer=stem)
+    b = cnn.conv(deps[2], 3, 3, input_layer=stem)
+    joined = cnn.concat([a, b])
+    cnn.add([joined, cnn.conv(deps[3], 1, 1, input_layer=stem)])
+    cnn.spatial_mean()
+    return cnn.affine(num_classes, activation='linear')
+DEFAULT_DEPS = [4, 2, 2, 4]
+'''
+
+
 def test_an_add_of_differently_produced_channels_is_the_error_the_docs_quote():
-    def add_inference(cnn, deps, num_classes):
-        stem = cnn.conv(deps[0], 3, 3)
-        a = cnn.conv(deps[1], 3, 3, input_layer=stem)
-        b = cnn.conv(deps[2], 3, 3, input_layer=stem)
-        joined = cnn.concat([a, b])
-        cnn.add([joined, cnn.conv(deps[3], 1, 1, input_layer=stem)])
-        cnn.spatial_mean()
-        return cnn.affine(num_classes, activation='linear')
-    net = types.SimpleNamespace(add_inference=add_inference, DEFAULT_DEPS=[4, 2, 2, 4])
+    definitions = {}
+    exec(BAD_ADD, definitions)  # the test's own source text
+    net = types.SimpleNamespace(**{k: definitions[k] for k in ('add_inference', 'DEFAULT_DEPS')})
     with pytest.raises(UserError) as e:
         spec_from_definition(net, 'net.py', 'net')
     assert str(e.value) == ADD_ERROR

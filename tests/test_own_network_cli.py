@@ -7,7 +7,6 @@ nothing, and a network the builders cannot express is one error."""
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from csgd import clustering
 from helpers import error_lines, random_weights, run_driver_cases
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.models.user_models import load_python_file
-from test_description import ADD_ERROR
+from test_description import ADD_ERROR, BAD_ADD
 
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 CSGD = os.path.join(REPO, 'csgd', 'csgd_standalone.py')
@@ -26,17 +25,6 @@ DEPS = [4] * 7 + [8] * 14
 SMOKE = ['--model', NET, '--preset', 'smoke', '--batch_size', '16']
 PRUNE = ['--batches_per_half', '2', '--metric_limit', '10', '--finetune_epochs', '0.2']
 CLASSES = ('cat', 'dog', 'emu')
-BAD_ADD = '''
-def add_inference(cnn, deps, num_classes):
-    stem = cnn.conv(deps[0], 3, 3)
-    a = cnn.conv(deps[1], 3, 3, input_layer=stem)
-    b = cnn.conv(deps[2], 3, 3, input_layer=stem)
-    joined = cnn.concat([a, b])
-    cnn.add([joined, cnn.conv(deps[3], 1, 1, input_layer=stem)])
-    cnn.spatial_mean()
-    return cnn.affine(num_classes, activation='linear')
-DEFAULT_DEPS = [4, 2, 2, 4]
-'''
 
 
 def _image_folder(root):
