@@ -111,7 +111,7 @@ class MaskedConvNetBuilder(ConvNetBuilder):
             return x, kernel
         inputs = x.shape.num_elements()
         if inputs is not None and inputs < kernel.shape.num_elements():
-            return x * mask, kernel
+            return x * tf.cast(mask, x.dtype), kernel
         return x, kernel * mask[:, None]
 
     @staticmethod
@@ -220,6 +220,8 @@ class MaskedConvNetBuilder(ConvNetBuilder):
     def _record(self, target, normal, shadow):
         """e = mean((normal - shadow)^2) / mean(normal^2), each mean as 2 * l2_loss / size: one
         reduction pass over the tensor instead of a squared copy and a pass over it."""
+        # in float32 also where the activations are bfloat16 (a no-op in float32)
+        normal, shadow = tf.cast(normal, tf.float32), tf.cast(shadow, tf.float32)
         size = normal.shape.num_elements()
         size = float(size) if size is not None else tf.cast(tf.size(normal), tf.float32)
         error = 2.0 * tf.nn.l2_loss(normal - shadow) / size

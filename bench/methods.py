@@ -68,6 +68,12 @@ def fp32_filter_gradients(model, max_pixels=16):
     return dict(builder_factory=_fp32_filter_gradient_builder(max_pixels))
 
 
+def bf16_activations(model):
+    """A plain step with `--precision bf16_activations` (convolution outputs, BN, ReLU, pooling,
+    concatenations and additions in bfloat16), to pair with a `--precision bf16` plain step."""
+    return dict(config=dict(precision='bf16_activations'))
+
+
 def aligned_bn_k2(model):
     """A plain step whose batch norms also take the aligned view at channel counts that are
     multiples of 8 but not of 16 (k = 2; batch_norm.FUSED_MULTIPLE = 16 while the graph is built)."""
@@ -89,7 +95,7 @@ def setup(method, model, **options):
     the entries that differ from a plain step's; `options` go to the method's function."""
     return {'plain': lambda m: {}, 'aofp': aofp, 'csgd': csgd,
             'fp32_filter_gradients': fp32_filter_gradients,
-            'aligned_bn_k2': aligned_bn_k2}[method](model, **options)
+            'aligned_bn_k2': aligned_bn_k2, 'bf16_activations': bf16_activations}[method](model, **options)
 
 
 def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None):
@@ -106,8 +112,8 @@ def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None
     from tf_benchmarks.engine.trainer import Trainer
     deps = model.default_deps if deps is None else tuple(deps)
     config = TrainConfig(num_steps=1, batch_size=batch_size, lr_values=[0.01],
-                         precision=precision,
-                         **dict(RECIPES.get(model.name, {}), **setup.get('config', {})))
+                         **dict(RECIPES.get(model.name, {}),
+                                **dict({'precision': precision}, **setup.get('config', {}))))
     handler = setup.get('grad_handler')
     method = MethodBundle(setup.get('name', 'plain'), hooks=tuple(setup.get('hooks', ())),
                           builder_factory=setup.get('builder_factory', ConvNetBuilder),

@@ -58,12 +58,14 @@ def main():
     parser.add_argument('--model', default='src56')
     parser.add_argument('--method', default='aofp',
                         choices=('aofp', 'csgd', 'plain', 'fp32_filter_gradients',
-                                 'aligned_bn_k2'),
+                                 'aligned_bn_k2', 'bf16_activations'),
                         help='the step set against a plain step at the full widths (plain: a '
                         'plain step at --deps; fp32_filter_gradients: a plain step with float32 '
                         'kernel gradients on outputs of at most --max_pixels positions, for '
                         '--precision bf16; aligned_bn_k2: a plain step with the aligned batch '
-                        'norm at channels that are multiples of 8 but not 16 too)')
+                        'norm at channels that are multiples of 8 but not 16 too; '
+                        'bf16_activations: a plain step with activations in bfloat16, for '
+                        '--precision bf16)')
     parser.add_argument('--max_pixels', type=int, default=16)
     parser.add_argument('--deps', default=None,
                         help='with --method plain: the widths of its run, as C-SGD\'s '

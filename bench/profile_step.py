@@ -20,8 +20,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', default='vc')
     parser.add_argument('--precision', default='fp32')
-    parser.add_argument('--method', default='plain', choices=('plain', 'aofp', 'csgd'),
-                        help='the step of bench/methods.py to profile')
+    parser.add_argument('--method', default='plain',
+                        choices=('plain', 'aofp', 'csgd', 'bf16_activations'),
+                        help='the step of bench/methods.py to profile (bf16_activations: a plain '
+                        'step with --precision bf16_activations)')
     parser.add_argument('--batch_size', type=int, default=64)
     parser.add_argument('--top', type=int, default=12)
     parser.add_argument('--traces', type=int, default=1,

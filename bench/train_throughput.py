@@ -11,7 +11,8 @@ project's own figures, each as a ratio to a baseline measured in the same invoca
 Sections:
   train     vc and dc40 training, batch 64, fp32, NHWC/channels-last, Nesterov momentum 0.9, L2 1e-4
             on kernels, BN decay 0.9 / eps 1e-3, one fixed in-memory batch: ours vs Keras vs PyTorch
-  bf16      the same with bfloat16 compute (ours: --precision bf16; PyTorch: CPU autocast)
+  bf16      the same with bfloat16 compute (ours: --precision bf16 and bf16_activations; PyTorch:
+            CPU autocast)
   pipeline  vc training fed from the real tfrecords (decode, pad-crop-flip, shuffle) vs in memory
   aofp      a training step with the AOFP search vs a plain step, for vc (all 13 layers), src56 and
             src110 (the internal layer of every block, 27 / 54) among --models
@@ -24,8 +25,8 @@ Sections:
   routes    vc and dc40 training with routes tried and not kept, against the default in fp32 and
             bf16: one inter-op thread (--inter_threads 1; TensorFlow's default is one per core) and
             oneDNN's automatic bfloat16 graph rewrite of the fp32 graph (--onednn_bf16_rewrite),
-            and bf16 activations end to end (--bf16_activations: BN, ReLU, pooling and
-            concatenations in bfloat16, float32 from the global pooling on)
+            and --precision bf16_activations (bfloat16 activations end to end; since round 3
+            also a job of the bf16 and resnet50 sections)
   bn        training with the aligned batch norm (tf_benchmarks/network/batch_norm.py, the default) vs
             oneDNN's plain fused kernel (AOFP_CSGD_ALIGNED_BN=0), fp32 and bf16, for dc40 and a
             vc pruned to widths that are not multiples of 8 (PRUNED_VC_ODD) among --models
@@ -181,36 +182,6 @@ def run_imagenet_pipeline(args):
     _result(args.steps * args.batch_size / elapsed)
 
 
-def _bf16_activations_builder():
-    """ConvNetBuilder whose convolution outputs stay bfloat16, so that BN (float32 scale and
-    offset), ReLU, pooling and concatenations run in bfloat16 up to the global pooling."""
-    from tf_benchmarks.network.convnet_builder import ConvNetBuilder
-    import tensorflow.compat.v1 as tf
-
-    class Bf16Activations(ConvNetBuilder):
-        def conv2d(self, x, kernel, strides, mode):
-            if mode == 'SAME_RESNET':
-                raise ValueError('the bf16-activations route is measured on vc and dc40 only')
-            return tf.nn.conv2d(tf.cast(x, tf.bfloat16), tf.cast(kernel, tf.bfloat16),
-                                [1, strides[0], strides[1], 1], mode)
-
-        def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
-            y, batch_mean, batch_var = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
-                                                              is_training=True)
-            self.batch_statistics += [(mean, batch_mean, decay), (variance, batch_var, decay)]
-            return y
-
-        def _emit_concat(self, xs):
-            return tf.concat([tf.cast(x, tf.bfloat16) for x in xs], axis=3)
-
-        def _emit_spatial_mean(self, x):
-            return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2])
-
-        def _emit_flatten(self, x, size):
-            return tf.reshape(tf.cast(x, tf.float32), [-1, size])
-    return Bf16Activations
-
-
 def _fp32_filter_gradient_builder(max_pixels=16):
     """ConvNetBuilder for --precision bf16 whose convolutions with at most `max_pixels` output
     positions per image (vc's 4x4 and 2x2 layers) compute their kernel gradient in float32 from
@@ -256,8 +227,7 @@ def run_ours(args):
             return config
         session.session_config = rewritten
     _train_ours(args, config=dict(inter_threads=args.inter_threads),
-                builder_factory=_bf16_activations_builder() if args.bf16_activations else
-                _fp32_filter_gradient_builder(args.fp32_filter_gradients)
+                builder_factory=_fp32_filter_gradient_builder(args.fp32_filter_gradients)
                 if args.fp32_filter_gradients else None)
 
 
@@ -560,6 +530,9 @@ def _resnet_jobs(args, imagenet):
         suffix = '' if precision == 'fp32' else ' bf16'
         jobs['sres50 ours' + suffix] = Job('sres50 ours' + suffix, 'ours', 'sres50', precision,
                                            **common)
+        if precision == 'bf16':
+            jobs['sres50 ours bf16 activations'] = Job('sres50 ours bf16 activations', 'ours',
+                                                       'sres50', 'bf16_activations', **common)
         jobs['sres50 torch' + suffix] = Job('sres50 torch' + suffix, 'torch', 'sres50', precision,
                                             **common)
         if imagenet:
@@ -587,7 +560,8 @@ def plan(args, frameworks, data, imagenet=None):
                           extra=['--onednn_bf16_rewrite']),
                       Job('%s fp32 filter grads bf16' % m, 'ours', m, 'bf16',
                           extra=['--fp32_filter_gradients', '16'])] if args.bf16_routes else []
-            groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16')] +
+            groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16'),
+                           Job('%s ours bf16 activations' % m, 'ours', m, 'bf16_activations')] +
                           ([Job('%s torch bf16' % m, 'torch', m, 'bf16')]
                            if 'torch' in frameworks and m in PEER_MODELS else []) + routes)
     if 'pipeline' in sections and 'vc' in models:
@@ -618,13 +592,13 @@ def plan(args, frameworks, data, imagenet=None):
                                extra=['--inter_threads', '1']),
                            Job('%s oneDNN bf16 rewrite' % m, 'ours', m,
                                extra=['--onednn_bf16_rewrite']),
-                           Job('%s bf16 activations' % m, 'ours', m, 'bf16',
-                               extra=['--bf16_activations'])])
+                           Job('%s bf16 activations' % m, 'ours', m, 'bf16_activations')])
     r50 = _resnet_jobs(args, imagenet)
     if 'resnet50' in sections:
         for suffix in ('', ' bf16'):
-            groups.append([r50['sres50 ours' + suffix]] + ([r50['sres50 torch' + suffix]]
-                                                           if 'torch' in frameworks else []))
+            groups.append([r50['sres50 ours' + suffix]] + (
+                [r50['sres50 ours bf16 activations']] if suffix else []) + (
+                [r50['sres50 torch' + suffix]] if 'torch' in frameworks else []))
     if 'imagenet_pipeline' in sections:
         groups.append([r50['pipeline %s crop' % crop] for crop in CROPS])
         for suffix in ('', ' bf16'):
@@ -751,7 +725,6 @@ def main():
     parser.add_argument('--deps', help=argparse.SUPPRESS)
     parser.add_argument('--inter_threads', type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument('--onednn_bf16_rewrite', action='store_true', help=argparse.SUPPRESS)
-    parser.add_argument('--bf16_activations', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--fp32_filter_gradients', type=int, nargs='?', const=16, default=0,
                         help=argparse.SUPPRESS)
     parser.add_argument('--bf16_routes', action='store_true', help='with the bf16 section: the '

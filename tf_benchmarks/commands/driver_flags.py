@@ -58,9 +58,12 @@ def define_common_flags(presets, default_model):
     flags.DEFINE_float('max_epochs', None, 'Epochs of training (default: the preset\'s); LR '
                        'boundaries keep their fractions of the schedule.')
     flags.DEFINE_integer('batch_size', None, 'Training batch size (default: the preset\'s, 64).')
-    flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'fp32 (the default, as the originals) '
-                      'or bf16: bfloat16 convolutions with float32 weights, BN and loss; about '
-                      '1.6x faster training on CPUs with AMX/AVX512-BF16.')
+    flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16', 'bf16_activations'],
+                      'fp32 (the default, as the originals); bf16: bfloat16 convolutions with '
+                      'float32 weights, activations, BN and loss, 1.3-1.6x faster training on CPUs '
+                      'with AMX/AVX512-BF16; bf16_activations: bfloat16 activations too (BN with '
+                      'float32 statistics), less memory and on DenseNets faster still (measured on '
+                      'an AMD EPYC; see docs/speed.md).')
     flags.DEFINE_string('deps', None, 'Widths of the model `train` builds, comma-separated '
                         '(default: the preset\'s).')
     flags.DEFINE_integer('checkpoint_every', None, 'Steps between resumable checkpoints (default: '

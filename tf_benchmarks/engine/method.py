@@ -11,7 +11,8 @@ from tf_benchmarks.network.convnet_builder import ConvNetBuilder
 @dataclasses.dataclass(frozen=True)
 class MethodBundle:
     """`builder_factory(images, phase_train, conv_dtype=..., moving_average_updates=...)` returns
-    the ConvNetBuilder of a replica; `hooks` are TrainHooks; `grad_handler(grads_and_vars)` runs
+    the ConvNetBuilder of a replica (with `precision='bf16_activations'` it also gets
+    `activation_dtype=tf.bfloat16`); `hooks` are TrainHooks; `grad_handler(grads_and_vars)` runs
     on the replica-averaged gradients after L2 and gradient doubling; `config` holds TrainConfig
     fields the method sets (e.g. C-SGD's weight decay of 0, applied by its handler instead)."""
     name: str = 'plain'

@@ -27,7 +27,8 @@ class TrainConfig:
     double_gradient_keywords: Sequence[str] = ('bias', 'beta')
     augmentation: bool = True
     shuffle: bool = True
-    precision: str = 'fp32'                    # 'bf16': bfloat16 convolutions, float32 variables
+    precision: str = 'fp32'                    # 'bf16': bfloat16 convolutions, float32 variables;
+    #                                            'bf16_activations': bfloat16 activations too
     display_every: int = 100
     summary_every: int = 100
     checkpoint_every: int = 2000               # steps between resumable checkpoints
@@ -40,8 +41,9 @@ class TrainConfig:
     def __post_init__(self):
         if len(self.lr_values) != len(self.lr_boundaries) + 1:
             raise ValueError('need one more LR value than boundaries')
-        if self.precision not in ('fp32', 'bf16'):
-            raise UserError('precision must be fp32 or bf16, got %r' % (self.precision,))
+        if self.precision not in ('fp32', 'bf16', 'bf16_activations'):
+            raise UserError('precision must be fp32, bf16 or bf16_activations, got %r'
+                            % (self.precision,))
 
 
 MAX_STEPS = 2 ** 31 - 1  # the steps of one run: global step, LR boundaries and step counters

@@ -225,9 +225,10 @@ class Trainer:
             start -= self.replicas.worker_index * self.local_batch
         images = images[start:start + self.per_replica_batch]
         labels = labels[start:start + self.per_replica_batch]
-        conv_dtype = tf.bfloat16 if c.precision == 'bf16' else tf.float32
+        conv_dtype = tf.bfloat16 if c.precision in ('bf16', 'bf16_activations') else tf.float32
+        dtypes = {'activation_dtype': tf.bfloat16} if c.precision == 'bf16_activations' else {}
         builder = self.builder_factory(images, phase_train=True, conv_dtype=conv_dtype,
-                                       moving_average_updates=False)
+                                       moving_average_updates=False, **dtypes)
         self._builders.append(builder)
         logits = self.model.build(builder, self.deps, self.num_logits).tensor
         cross_entropy = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(

@@ -52,16 +52,23 @@ class ConvNetBuilder(NetworkBuilder):
     `moving_average_updates=False` it only lists (moving variable, batch value, decay) in
     `self.batch_statistics`, for a trainer that averages them over replicas first. With
     `conv_dtype=tf.bfloat16` the convolutions compute in bfloat16 (inputs and kernels cast, outputs
-    cast back); variables, activations, BN, pooling, FC layers and logits stay float32, because the
-    CPU's bfloat16 batch norm and element-wise kernels are slower than the float32 ones. Training-mode
-    BN goes through `batch_norm.batch_norm_training` (oneDNN's fast path for any channel count).
+    cast back); variables, activations, BN, pooling, FC layers and logits stay float32. With
+    `activation_dtype=tf.bfloat16` too, the convolutions' outputs stay bfloat16, so BN (float32
+    scale, offset and statistics), activations, pooling, concatenations and residual additions run
+    in bfloat16 up to the global pooling or flattening, which return float32; variables, FC layers
+    and logits stay float32. Training-mode BN goes through `batch_norm.batch_norm_training`
+    (oneDNN's fast path for any channel count, in either type).
     """
 
     def __init__(self, images, phase_train, bn_decay=0.9, bn_epsilon=1e-3, conv_dtype=tf.float32,
-                 moving_average_updates=True):
+                 moving_average_updates=True, activation_dtype=tf.float32):
+        if activation_dtype not in (tf.float32, conv_dtype):
+            raise ValueError('activation_dtype %s needs conv_dtype %s' % (activation_dtype.name,
+                                                                          activation_dtype.name))
         shape = images.shape.as_list()[1:]
         super().__init__(images, tuple(shape), phase_train, bn_decay, bn_epsilon)
         self.conv_dtype = conv_dtype
+        self.activation_dtype = activation_dtype
         self.moving_average_updates = moving_average_updates
         self.update_ops = []
         self.batch_statistics = []
@@ -83,14 +90,15 @@ class ConvNetBuilder(NetworkBuilder):
         return self.conv2d(x, kernel, strides, mode)
 
     def conv2d(self, x, kernel, strides, mode):
-        """NHWC convolution in `conv_dtype`, float32 in and out. SAME_RESNET (tf_cnn_benchmarks'
-        mode): with a stride, pad (k-1)//2 before and the rest after on both axes, then VALID."""
+        """NHWC convolution in `conv_dtype`, out in `activation_dtype`. SAME_RESNET
+        (tf_cnn_benchmarks' mode): with a stride, pad (k-1)//2 before and the rest after on both
+        axes, then VALID."""
         x, mode = _resnet_padding(x, kernel, strides, mode)
         if self.conv_dtype == tf.float32:
             return tf.nn.conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
         y = tf.nn.conv2d(tf.cast(x, self.conv_dtype), tf.cast(kernel, self.conv_dtype),
                          [1, strides[0], strides[1], 1], mode)
-        return tf.cast(y, tf.float32)
+        return tf.cast(y, self.activation_dtype)
 
     def _emit_batch_norm(self, x, gamma, beta, mean, variance, decay, epsilon):
         if self.phase_train:
@@ -108,12 +116,13 @@ class ConvNetBuilder(NetworkBuilder):
         return y
 
     def _emit_bias(self, x, bias):
-        return tf.nn.bias_add(x, bias)
+        return tf.nn.bias_add(x, tf.cast(bias, x.dtype))
 
     def _emit_depthwise(self, x, kernel, strides, mode):
-        """tf.nn.depthwise_conv2d in float32; SAME_RESNET as in conv2d."""
+        """tf.nn.depthwise_conv2d in the input's type; SAME_RESNET as in conv2d."""
         x, mode = _resnet_padding(x, kernel, strides, mode)
-        return tf.nn.depthwise_conv2d(x, kernel, [1, strides[0], strides[1], 1], mode)
+        return tf.nn.depthwise_conv2d(x, tf.cast(kernel, x.dtype), [1, strides[0], strides[1], 1],
+                                      mode)
 
     def _emit_pad(self, x, paddings):
         return tf.pad(x, [[0, 0], list(paddings[0]), list(paddings[1]), [0, 0]])
@@ -135,17 +144,23 @@ class ConvNetBuilder(NetworkBuilder):
             mode = 'VALID'
         return pool(x, [1, ksize[0], ksize[1], 1], [1, strides[0], strides[1], 1], mode)
 
+    def _activations(self, xs):
+        """xs in one type: `activation_dtype` where any of them has it (the input image does not)."""
+        if self.activation_dtype == tf.float32 or all(x.dtype == tf.float32 for x in xs):
+            return xs
+        return [tf.cast(x, self.activation_dtype) for x in xs]
+
     def _emit_concat(self, xs):
-        return tf.concat(xs, axis=3)
+        return tf.concat(self._activations(xs), axis=3)
 
     def _emit_add(self, xs):
-        return tf.add_n(xs)
+        return tf.add_n(self._activations(xs))
 
     def _emit_spatial_mean(self, x):
-        return tf.reduce_mean(x, axis=[1, 2])
+        return tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2])
 
     def _emit_flatten(self, x, size):
-        return tf.reshape(x, [-1, size])
+        return tf.reshape(tf.cast(x, tf.float32), [-1, size])
 
     def _emit_affine(self, x, kernel, bias):
         return tf.nn.xw_plus_b(x, kernel, bias)
