@@ -76,7 +76,7 @@ def oracle(model, settings, path, _mode):
     layers = parse_ints(FLAGS.layers, '--layers') if FLAGS.layers else settings.target_layers
     steps = settings.batches_per_half if FLAGS.steps is None else FLAGS.steps
     command.run_oracle(model, path, FLAGS.data_dir, layers, FLAGS.batches,
-                       settings.eval_batch_size, steps, settings.batch_size)
+                       settings.eval_batch_size, steps, settings.batch_size, seed=settings.seed)
 
 
 def prune(model, settings, _file, _mode):

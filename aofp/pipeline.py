@@ -10,7 +10,7 @@ import numpy as np
 
 from aofp.latency_target import TargetSearch
 from aofp.masked_builder import MaskedConvNetBuilder
-from aofp.search import AofpSearch
+from aofp.search import DROP_SEED, AofpSearch
 from aofp.search_hook import SearchHook
 from tf_benchmarks.network import flops
 from tf_benchmarks.files import hdf5_io
@@ -26,7 +26,7 @@ from tf_benchmarks.runs.stages import Stage, StageRunner
 from tf_benchmarks.files.atomic import file_digest
 from tf_benchmarks.pruning.file_model import check_masks
 from tf_benchmarks.pruning.surgery import remove_masked
-from tf_benchmarks.engine.train_config import TrainConfig, check_steps, kernels_only
+from tf_benchmarks.engine.train_config import TrainConfig, check_steps, derived_seed, kernels_only
 from tf_benchmarks.commands import base_modes, recipe
 from tf_benchmarks.engine.method import MethodBundle
 from tf_benchmarks.engine.trainer import Trainer
@@ -53,12 +53,13 @@ def _boundaries(settings, epochs, num_examples):
 
 
 def _config(s, epochs, num_examples, **kwargs):
-    """The fields all of AOFP's training runs share: batch, L2 on kernels, bookkeeping, precision."""
+    """The fields all of AOFP's training runs share: batch, L2 on kernels, bookkeeping, precision,
+    seed."""
     kwargs['lr_values'] = recipe.scaled_lr(s, kwargs['lr_values'])
     return TrainConfig(num_steps=_steps(epochs, num_examples, s.batch_size),
                        batch_size=s.batch_size, weight_decay=s.weight_decay,
                        l2_filter=kernels_only, display_every=s.display_every,
-                       checkpoint_every=s.checkpoint_every, precision=s.precision,
+                       checkpoint_every=s.checkpoint_every, precision=s.precision, seed=s.seed,
                        **recipe.optimizer_fields(s, ('bias', 'beta')), **kwargs)
 
 
@@ -338,8 +339,8 @@ class AofpPruning:
                             self.s.batches_per_half, self.s.metric_limit,
                             self.s.search_start_step,
                             lambda widths: self.flops_pruned(self.deps_of(deps, widths)), target,
-                            reached=reached, min_width=self.s.min_width,
-                            round_to=self.s.round_to)
+                            seed=derived_seed(self.s.seed, DROP_SEED), reached=reached,
+                            min_width=self.s.min_width, round_to=self.s.round_to)
         hook = SearchHook(search, self.target_layers, self.prefix(k) + '_bdslog.txt',
                           self.s.remain_log_steps, self.s.save_per_moves,
                           lambda widths: self.other_flops_pruned(self.deps_of(deps, widths)))

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+DROP_SEED = 4321  # the drop RNG's seed (the original's np.random.seed); --seed derives another
+
 
 def calc_next_half_size(s):
     """First-half target size: the power of two with s/4 < p <= s/2 or s/2 < p <= s whose ratio
@@ -100,7 +102,7 @@ class AofpSearch:
     """
 
     def __init__(self, masks, batches_per_half, metric_limit, start_step, flops_pruned,
-                 target_flops_pruned, seed=4321, single_dropout=False, log=None, reached=None,
+                 target_flops_pruned, seed=DROP_SEED, single_dropout=False, log=None, reached=None,
                  min_width=1, round_to=1):
         """`reached(widths)`, where given, says when the search ends in place of the FLOPs
         target (AOFP's latency target)."""

@@ -23,7 +23,7 @@ from tf_benchmarks.runs.stages import Stage, StageRunner
 from tf_benchmarks.commands import base_modes, recipe
 from tf_benchmarks.files.atomic import file_digest
 from tf_benchmarks.pruning.surgery import apply_surgery
-from tf_benchmarks.engine.train_config import TrainConfig, check_steps, kernels_only
+from tf_benchmarks.engine.train_config import TrainConfig, check_steps, derived_seed, kernels_only
 from tf_benchmarks.engine.method import MethodBundle
 from tf_benchmarks.engine.trainer import Trainer
 
@@ -47,8 +47,13 @@ def _config(s, epochs, lr_values, fractions, num_examples, **kwargs):
                        batch_size=s.batch_size, lr_values=recipe.scaled_lr(s, lr_values),
                        lr_boundaries=[int(round(f * epochs, 6) * per_epoch) for f in fractions],
                        display_every=s.display_every, checkpoint_every=s.checkpoint_every,
-                       snapshot_every=s.snapshot_steps, precision=s.precision,
+                       snapshot_every=s.snapshot_steps, precision=s.precision, seed=s.seed,
                        **recipe.optimizer_fields(s, BIAS_ONLY), **kwargs)
+
+
+def kmeans_seed(s):
+    """k-means' random_state: the preset's (0) at the default --seed, another for every other."""
+    return derived_seed(s.seed, s.kmeans_seed)
 
 
 def record_line(path, result, comment=''):
@@ -252,7 +257,7 @@ class CentripetalSGD(PruningRun):
             clusters = dict(common, clusters_file=self.clusters_file,
                             clusters_file_sha256=file_digest(self.clusters_file))
         elif s.cluster_method == 'kmeans':
-            clusters.update(kmeans_seed=s.kmeans_seed, kmeans_n_init=s.kmeans_n_init)
+            clusters.update(kmeans_seed=kmeans_seed(s), kmeans_n_init=s.kmeans_n_init)
         train = dict(clusters, centri_strength=s.centri_strength,
                      bn_strength_ratio=s.bn_strength_ratio, **self.train_settings())
         stages, start, origin = [], self.init_hdf5, self.origin_deps
@@ -308,7 +313,7 @@ class Iteration:
                 continue
             kernel, target = weights[self.trace.convs[root].kernel], self.target[root]
             if m.s.cluster_method == 'kmeans':
-                plans[root] = clustering.kmeans_clusters(kernel, target, m.s.kmeans_seed,
+                plans[root] = clustering.kmeans_clusters(kernel, target, kmeans_seed(m.s),
                                                          m.s.kmeans_n_init)
             elif m.s.cluster_method == 'even':
                 plans[root] = clustering.even_clusters(self.origin[root], target)

@@ -21,11 +21,12 @@ import numpy as np
 from aofp.oracle import compare as oracle_compare
 from aofp.masked_builder import MaskedConvNetBuilder
 from aofp.pipeline import check_target_layers
-from aofp.search import AofpSearch
+from aofp.search import DROP_SEED, AofpSearch
 from tf_benchmarks.pruning.criteria import group_gamma, group_l1
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.data import input_pipeline, records
 from tf_benchmarks.engine import session as tf_session
+from tf_benchmarks.engine.train_config import DEFAULT_SEED, derived_seed
 from tf_benchmarks.core.errors import UserError, corrupt_record_error
 from tf_benchmarks.runs.logs import format_duration
 import tensorflow.compat.v1 as tf
@@ -33,8 +34,6 @@ from tf_benchmarks.files.atomic import file_digest, write_all
 from tf_benchmarks.engine.weights import key_variables, load_weights
 
 FORMAT = 'aofp-oracle-v1'
-DATA_SEED = 1234   # the training stream's seed in the search (TrainConfig.seed)
-DROP_SEED = 4321   # the search's drop RNG (the original's np.random.seed)
 NOTE = ('The oracle ranking is greedy and single-filter: every filter is scored by removing it '
         'alone, so the oracle\'s k least important filters are not necessarily the best set of k.')
 
@@ -200,20 +199,21 @@ def _means(search):
 
 
 def aofp_estimate(model, deps, weights, layers, data, steps, batch_size, checkpoints=(),
-                  log=print):
+                  log=print, seed=DEFAULT_SEED):
     """{layer: {'estimate', 'drops', 'snapshots': {step: estimate}}} after `steps` steps of the
     search graph with frozen weights (no update, BN moving averages untouched), each step dropping a
     random half of every layer (AOFP's first half, drawn by the search's state machine with its seed).
-    `data`: a data directory (its training split) or a source like input_pipeline.RecordData."""
+    `data`: a data directory (its training split) or a source like input_pipeline.RecordData;
+    `seed`: the run seed (--seed), which seeds the training stream and the drops as in `prune`."""
     data = input_pipeline.RecordData(data) if isinstance(data, str) else data
     layers = list(layers)
     search = AofpSearch([np.ones(deps[t], np.float32) for t in layers], batches_per_half=steps + 1,
                         metric_limit=0.0, start_step=0, flops_pruned=lambda widths: 0.0,
-                        target_flops_pruned=1.0, seed=DROP_SEED)
+                        target_flops_pruned=1.0, seed=derived_seed(seed, DROP_SEED))
     snapshots = {}
     with tf.Graph().as_default() as graph:
-        tf.set_random_seed(DATA_SEED)
-        images, _ = data.batches(batch_size, True, True, DATA_SEED)
+        tf.set_random_seed(seed)
+        images, _ = data.batches(batch_size, True, True, seed)
         builder = MaskedConvNetBuilder(images, True, layers, search=True)
         model.build(builder, deps)
         metrics = [builder.metrics[t] for t in layers]
@@ -254,14 +254,15 @@ def _plain(value):
     return value
 
 
-def compare(model, deps, weights, layers, batches, data, steps, batch_size, log=print):
+def compare(model, deps, weights, layers, batches, data, steps, batch_size, log=print,
+            seed=DEFAULT_SEED):
     """Every score and comparison of the target layers, as a JSON-ready dict (see run_oracle)."""
     trace = model.trace(deps)
     checkpoints = convergence_steps(steps)
     log('AOFP estimate: %d steps of batch %d on the training split, layers %s'
         % (steps, batch_size, layers))
     estimate = aofp_estimate(model, deps, weights, layers, data, steps, batch_size, checkpoints,
-                             log)
+                             log, seed)
     graph = OracleGraph(model, deps, weights, layers, batches)
     try:
         log('oracle: %d test images, BN in inference mode, %d filters'
@@ -298,7 +299,7 @@ def compare(model, deps, weights, layers, batches, data, steps, batch_size, log=
 
 
 def run_oracle(model, weights_path, data_dir, layers=None, num_batches=2, test_batch_size=500,
-               steps=40, batch_size=64, out_dir='.', log=print):
+               steps=40, batch_size=64, out_dir='.', log=print, seed=DEFAULT_SEED):
     """The `oracle` command: scores, comparison, console table, oracle_<model>.json and a PNG per
     layer in `out_dir`. Everything is checked before any work; outputs are written at the end,
     each to a temporary name, then all renamed. Returns the JSON-ready result."""
@@ -314,7 +315,7 @@ def run_oracle(model, weights_path, data_dir, layers=None, num_batches=2, test_b
     data = input_pipeline.RecordData(data_dir)  # checks the training split
     batches = load_test_batches(data_dir, test_batch_size, num_batches)
     start = time.time()
-    scores = compare(model, deps, weights, layers, batches, data, steps, batch_size, log)
+    scores = compare(model, deps, weights, layers, batches, data, steps, batch_size, log, seed)
     result = {
         'format': FORMAT, 'model': model.name, 'weights': weights_path,
         'weights_sha256': file_digest(weights_path), 'deps': list(deps), 'note': NOTE,
@@ -323,7 +324,7 @@ def run_oracle(model, weights_path, data_dir, layers=None, num_batches=2, test_b
                    'test_images': scores['test_images'], 'bn': 'inference (moving statistics)',
                    'full_loss': scores['full_loss']},
         'aofp_estimate': {'steps': steps, 'batch_size': batch_size, 'split': 'train',
-                          'data_seed': DATA_SEED, 'drop_seed': DROP_SEED,
+                          'data_seed': seed, 'drop_seed': derived_seed(seed, DROP_SEED),
                           'bn': 'batch statistics, as in the search'},
         'layers': scores['layers'],
     }

@@ -1,5 +1,6 @@
 """absl flags shared by the AOFP and C-SGD drivers (data, preset, epochs, batch size, precision,
-widths), applied to a copy of the chosen preset's settings, with clear errors for bad values."""
+seed, widths), applied to a copy of the chosen preset's settings, with clear errors for bad
+values."""
 
 import dataclasses
 import math
@@ -11,6 +12,7 @@ from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.data import imagenet_pipeline, sources
 from tf_benchmarks.data.records import DATA_DIR_ENV, default_data_dir
 from tf_benchmarks.engine import replicas
+from tf_benchmarks.engine.train_config import DEFAULT_SEED, MAX_SEED
 from tf_benchmarks.network import flops
 from tf_benchmarks.network.input_spec import MAX_SIZE, MIN_SIZE, NORMALIZATIONS
 
@@ -64,6 +66,11 @@ def define_common_flags(presets, default_model):
                       'with AMX/AVX512-BF16; bf16_activations: bfloat16 activations too (BN with '
                       'float32 statistics), less memory and on DenseNets faster still (measured on '
                       'an AMD EPYC; see docs/speed.md).')
+    flags.DEFINE_integer('seed', None, 'The run\'s seed, 0..%d: the initial weights, the data '
+                         'order and augmentation of every training, AOFP\'s random drops and '
+                         'C-SGD\'s k-means (default %d, the originals\' seeds; another is '
+                         'recorded in run.json, and a run resumed with a different one is '
+                         'refused).' % (MAX_SEED, DEFAULT_SEED))
     flags.DEFINE_string('deps', None, 'Widths of the model `train` builds, comma-separated '
                         '(default: the preset\'s).')
     flags.DEFINE_integer('checkpoint_every', None, 'Steps between resumable checkpoints (default: '
@@ -117,6 +124,8 @@ def apply_common_flags(presets, model, user_preset=None):
         settings.checkpoint_every = check_number('--checkpoint_every', FLAGS.checkpoint_every,
                                                  minimum=1)
     settings.precision = FLAGS.precision
+    if FLAGS.seed is not None:
+        settings.seed = check_seed(FLAGS.seed)
     if FLAGS.image_size is not None:
         settings.image_size = check_number('--image_size', FLAGS.image_size, minimum=MIN_SIZE,
                                            maximum=MAX_SIZE)
@@ -139,6 +148,14 @@ def apply_common_flags(presets, model, user_preset=None):
         settings.round_to = check_number('--round_to', FLAGS.round_to, minimum=1, maximum=1 << 16)
     configure_replicas()
     return settings
+
+
+def check_seed(seed):
+    """--seed: a non-negative integer of 31 bits (a TensorFlow graph seed and a NumPy seed)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError('--seed must be an integer from 0 to %d (31 bits), got %d'
+                        % (MAX_SEED, seed))
+    return seed
 
 
 def configure_replicas():

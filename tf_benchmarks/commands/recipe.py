@@ -1,13 +1,15 @@
 """What both methods' presets hold beyond their own hyperparameters, and what follows from it: the
 input (image size, normalization) over a start file's, the optimizer's form (Nesterov or plain
 momentum, the originals' doubled bias/beta gradients or none), the rule that scales the learning
-rate with the batch, and the FLOPs convention. The originals' CIFAR recipes keep the defaults, which
-add nothing to run.json, so run directories written before these fields resume unchanged."""
+rate with the batch, the FLOPs convention and the run's seed. The originals' CIFAR recipes keep the
+defaults, which add nothing to run.json, so run directories written before these fields resume
+unchanged."""
 
 import dataclasses
 from typing import Optional
 
 from tf_benchmarks.engine.periodic_eval import PeriodicEvaluation
+from tf_benchmarks.engine.train_config import DEFAULT_SEED
 from tf_benchmarks.network import description
 from tf_benchmarks.network.input_spec import default_spec, spec_with
 
@@ -22,6 +24,7 @@ class RecipeFields:
     lr_batch: Optional[int] = None        # the LR values are for batches of this size and scale
                                           # linearly with --batch_size (Goyal et al.); None: as given
     eval_every: float = 0                 # epochs between evaluations during training (0: none)
+    seed: int = DEFAULT_SEED              # --seed: TrainConfig.seed; others derived from it
 
 
 def scaled_lr(s, values):
@@ -66,6 +69,8 @@ def recorded(s, spec=None, model=None):
         out['lr_batch'] = s.lr_batch
     if s.eval_every:
         out['eval_every'] = s.eval_every  # its hook's state is in the checkpoints
+    if s.seed != DEFAULT_SEED:
+        out['seed'] = s.seed
     if s.flops_convention != 'torchvision':
         out['flops_convention'] = s.flops_convention
     if spec is not None and stored_spec(spec, model) is not None:

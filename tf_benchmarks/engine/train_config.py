@@ -1,10 +1,21 @@
 """The settings of one training run (`TrainConfig`: steps, batch, LR schedule, momentum, weight
-decay and which variables get it, gradient doubling, precision, bookkeeping intervals)."""
+decay and which variables get it, gradient doubling, precision, seed, bookkeeping intervals)."""
 
 import dataclasses
 from typing import Callable, Sequence
 
 from tf_benchmarks.core.errors import UserError
+
+
+DEFAULT_SEED = 1234     # TrainConfig.seed; --seed when not given
+MAX_SEED = 2 ** 31 - 1  # --seed: 31 bits, a TF graph seed and a NumPy seed alike
+
+
+def derived_seed(seed, original):
+    """The seed of a random choice the originals made with their own fixed seed `original` (AOFP's
+    drop RNG 4321, C-SGD's k-means 0), for the run seed `seed`: `original` itself at DEFAULT_SEED,
+    and a different value for every other seed (XOR, so no two run seeds share it)."""
+    return seed ^ DEFAULT_SEED ^ original
 
 
 def kernels_only(name, shape):
@@ -34,7 +45,7 @@ class TrainConfig:
     checkpoint_every: int = 2000               # steps between resumable checkpoints
     checkpoint_secs: float = 600.0             # ... or seconds, whichever comes first
     snapshot_every: int = 0                    # steps between ckpt_step_<gs>.hdf5 snapshots
-    seed: int = 1234
+    seed: int = DEFAULT_SEED                   # graph seed, data order and augmentation
     intra_threads: int = 0
     inter_threads: int = 0
 
