@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AOFP = os.path.join(REPO, 'aofp', 'aofp_standalone.py')
 CSGD = os.path.join(REPO, 'csgd', 'csgd_standalone.py')
 BASE = 'vc_scratch_savedweights.hdf5'
-PRECISIONS = ('fp32', 'bf16')
+PRECISIONS = ('fp32', 'bf16', 'bf16_activations')  # each other one against fp32
 METHODS = (('base', 'base'), ('aofp', 'AOFP finetuned'), ('csgd', 'C-SGD trimmed'))
 TOLERANCE = 1.0  # points: the bf16 mean within this of the fp32 mean (issue 26)
 # Epochs of train (E1), AOFP's finetuning (E2), C-SGD (E3) and the bound of AOFP's search. The
@@ -138,7 +138,8 @@ def one_run(args, epochs, precision, seed, work_dir, log=print):
 
 def summary(runs):
     """Per method and precision n, mean and standard deviation (over the seeds) of the top-1 in
-    points; with both precisions, bf16 - fp32, its standard error and whether it is within 1 pt."""
+    points; for each precision run beside fp32, its mean - fp32's (`<precision>_minus_fp32`), its
+    standard error and whether it is within 1 pt."""
     out = {}
     for method, _ in METHODS:
         entry = {}
@@ -149,13 +150,15 @@ def summary(runs):
                     'n': len(values), 'mean': round(statistics.mean(values), 4),
                     'std': round(statistics.stdev(values), 4) if len(values) > 1 else None,
                     'top1': values}
-        if all(p in entry for p in PRECISIONS):
-            fp32, bf16 = entry['fp32'], entry['bf16']
-            entry['bf16_minus_fp32'] = round(bf16['mean'] - fp32['mean'], 4)
+        for other in PRECISIONS[1:]:
+            if 'fp32' not in entry or other not in entry:
+                continue
+            fp32, bf16 = entry['fp32'], entry[other]
+            difference = entry['%s_minus_fp32' % other] = round(bf16['mean'] - fp32['mean'], 4)
             if fp32['std'] is not None and bf16['std'] is not None:
-                entry['difference_se'] = round(math.sqrt(fp32['std'] ** 2 / fp32['n']
-                                                         + bf16['std'] ** 2 / bf16['n']), 4)
-            entry['within_1pt'] = abs(entry['bf16_minus_fp32']) <= TOLERANCE
+                entry['%s_difference_se' % other] = round(math.sqrt(
+                    fp32['std'] ** 2 / fp32['n'] + bf16['std'] ** 2 / bf16['n']), 4)
+            entry['%s_within_1pt' % other] = abs(difference) <= TOLERANCE
         out[method] = entry
     return out
 
@@ -189,20 +192,26 @@ def table(document):
             r['precision'], r['seed'], _cell(r['base']['top1']), _cell(r['aofp']['top1']),
             _cell(r['aofp']['flops_removed'], '%.1f'), _cell(r['csgd']['top1']),
             _cell(r['csgd']['flops_removed'], '%.1f'), sum(r['wall_s'].values()) / 60))
-    lines += ['', '| top-1 | fp32 mean ± sd (n) | bf16 mean ± sd (n) | bf16 − fp32 ± s.e. | '
-              'within %g pt |' % TOLERANCE, '|---|---|---|---|---|']
+    run = [p for p in PRECISIONS if any(r['precision'] == p for r in document['runs'])]
+    others = [p for p in run if p != 'fp32']
+    lines += ['', '| top-1 | %s | %s |' % (
+        ' | '.join('%s mean ± sd (n)' % p for p in run),
+        ' | '.join('%s − fp32 ± s.e. | within %g pt' % (p, TOLERANCE) for p in others)),
+        '|---|' + '---|' * (len(run) + 2 * len(others))]
     for method, label in METHODS:
         entry = document['summary'][method]
         cells = []
-        for precision in PRECISIONS:
+        for precision in run:
             p = entry.get(precision)
             cells.append('%s ± %s (%d)' % (_cell(p['mean']), _cell(p['std']), p['n']) if p
                          else '-')
-        difference = entry.get('bf16_minus_fp32')
-        se = entry.get('difference_se')
-        cells.append('%+.2f%s' % (difference, ' ± %.2f' % se if se is not None else '')
-                     if difference is not None else '-')
-        cells.append({True: 'yes', False: '**no**'}.get(entry.get('within_1pt'), '-'))
+        for other in others:
+            difference = entry.get('%s_minus_fp32' % other)
+            se = entry.get('%s_difference_se' % other)
+            cells.append('%+.2f%s' % (difference, ' ± %.2f' % se if se is not None else '')
+                         if difference is not None else '-')
+            cells.append({True: 'yes', False: '**no**'}.get(
+                entry.get('%s_within_1pt' % other), '-'))
         lines.append('| %s | %s |' % (label, ' | '.join(cells)))
     return lines
 
@@ -227,7 +236,8 @@ def parse_seeds(text):
 def parse_precisions(text):
     precisions = [p.strip() for p in text.split(',') if p.strip()]
     if not precisions or any(p not in PRECISIONS for p in precisions):
-        raise argparse.ArgumentTypeError('precisions are fp32 and bf16, got %r' % text)
+        raise argparse.ArgumentTypeError('precisions are among %s, got %r'
+                                         % (', '.join(PRECISIONS), text))
     return precisions
 
 

@@ -159,3 +159,32 @@ def test_bf16_training_lowers_the_loss_like_float32(synthetic_dir, tmp_path):
     for p, (first, last) in losses.items():
         assert last < first - 0.1, losses
         assert abs(last - losses['fp32'][1]) < 0.15, losses
+
+
+def test_aofp_search_metrics_in_bf16_activations():
+    """The masked multi-path graph with bfloat16 activations (dc40: targets read by several
+    layers): every metric close to float32's with drops, and exactly 0 without."""
+    from aofp.masked_builder import MaskedConvNetBuilder
+    model = get_model('dc40')
+    deps = [6] + [4] * 12 + [20] + [4] * 12 + [24] + [4] * 12
+    layers = [1, 2, 12, 14, 27]
+    weights = random_weights(model.trace(deps), 3)
+    metrics = {}
+    for precision in ('fp32', 'bf16_activations'):
+        conv_dtype, activation_dtype = DTYPES[precision]
+        with tf.Graph().as_default():
+            builder = MaskedConvNetBuilder(tf.constant(random_images(8)), True, layers,
+                                           search=True, conv_dtype=conv_dtype,
+                                           activation_dtype=activation_dtype)
+            model.build(builder, deps)
+            with tf.Session() as sess:
+                sess.run(tf.global_variables_initializer())
+                for var_name, var in builder.variables.items():
+                    var.load(weights[var_name], sess)
+                drops = {builder.dropped_filters[i]: np.arange(deps[i] // 2, dtype=np.int32)
+                         for i in layers}
+                metrics[precision] = np.array(sess.run([builder.metrics[i] for i in layers],
+                                                       drops))
+                assert sess.run([builder.metrics[i] for i in layers]) == [0.0] * len(layers)
+    assert (metrics['fp32'] > 1e-3).all(), metrics
+    assert np.abs(metrics['bf16_activations'] / metrics['fp32'] - 1).max() < 0.1, metrics
