@@ -11,6 +11,7 @@ from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.data import imagenet_pipeline, sources
 from tf_benchmarks.data.records import DATA_DIR_ENV, default_data_dir
 from tf_benchmarks.engine import replicas
+from tf_benchmarks.engine.train_config import PRECISIONS
 from tf_benchmarks.network import flops
 from tf_benchmarks.network.input_spec import MAX_SIZE, MIN_SIZE, NORMALIZATIONS
 
@@ -58,9 +59,11 @@ def define_common_flags(presets, default_model):
     flags.DEFINE_float('max_epochs', None, 'Epochs of training (default: the preset\'s); LR '
                        'boundaries keep their fractions of the schedule.')
     flags.DEFINE_integer('batch_size', None, 'Training batch size (default: the preset\'s, 64).')
-    flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16'], 'fp32 (the default, as the originals) '
-                      'or bf16: bfloat16 convolutions with float32 weights, BN and loss; about '
-                      '1.6x faster training on CPUs with AMX/AVX512-BF16.')
+    flags.DEFINE_enum('precision', 'fp32', list(PRECISIONS), 'fp32 (the default, as the '
+                      'originals); bf16: bfloat16 convolutions with float32 weights, BN and loss, '
+                      'about 1.6x faster training on CPUs with AMX/AVX512-BF16; fp16: float16 '
+                      'convolutions, the same float32 parts and dynamic loss scaling, for GPUs '
+                      'without bfloat16 (V100, 2080 Ti; it runs on a CPU, slowly).')
     flags.DEFINE_string('deps', None, 'Widths of the model `train` builds, comma-separated '
                         '(default: the preset\'s).')
     flags.DEFINE_integer('checkpoint_every', None, 'Steps between resumable checkpoints (default: '

@@ -1,10 +1,14 @@
 """The settings of one training run (`TrainConfig`: steps, batch, LR schedule, momentum, weight
-decay and which variables get it, gradient doubling, precision, bookkeeping intervals)."""
+decay and which variables get it, gradient doubling, precision and fp16's loss scaling, bookkeeping
+intervals)."""
 
 import dataclasses
 from typing import Callable, Sequence
 
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.loss_scale import LossScaleRule
+
+PRECISIONS = ('fp32', 'bf16', 'fp16')
 
 
 def kernels_only(name, shape):
@@ -27,7 +31,9 @@ class TrainConfig:
     double_gradient_keywords: Sequence[str] = ('bias', 'beta')
     augmentation: bool = True
     shuffle: bool = True
-    precision: str = 'fp32'                    # 'bf16': bfloat16 convolutions, float32 variables
+    precision: str = 'fp32'                    # 'bf16' / 'fp16': bfloat16 / float16 convolutions,
+    #                                            float32 variables, BN, loss and statistics
+    loss_scale: LossScaleRule = LossScaleRule()  # fp16's dynamic loss scaling (loss_scale.py)
     display_every: int = 100
     summary_every: int = 100
     checkpoint_every: int = 2000               # steps between resumable checkpoints
@@ -40,8 +46,8 @@ class TrainConfig:
     def __post_init__(self):
         if len(self.lr_values) != len(self.lr_boundaries) + 1:
             raise ValueError('need one more LR value than boundaries')
-        if self.precision not in ('fp32', 'bf16'):
-            raise UserError('precision must be fp32 or bf16, got %r' % (self.precision,))
+        if self.precision not in PRECISIONS:
+            raise UserError('precision must be fp32, bf16 or fp16, got %r' % (self.precision,))
 
 
 MAX_STEPS = 2 ** 31 - 1  # the steps of one run: global step, LR boundaries and step counters
