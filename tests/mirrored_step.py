@@ -1,6 +1,7 @@
 """Run by tests/test_replicas.py in a fresh process (logical CPU devices must exist before TensorFlow
-starts): one MirroredStrategy training step on two logical CPU devices, against the single-device
-update computed here from the two half-batch gradients. Prints one JSON line of relative errors
+starts): one MirroredStrategy training step on two logical CPU devices (on two GPUs where there
+are two or more; with one GPU, on the CPU's), against the single-device update computed here from
+the two half-batch gradients. Prints one JSON line of relative errors
 against three references: the mean of the half-batch gradients transformed once (the right one),
 their sum, and the transforms applied to each half and then added; errors are relative to the
 size of the reference update (and, for `mean_of_weights`, to the updated weights). Cases: plain,
@@ -22,6 +23,9 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 
 from tf_benchmarks.engine import replicas  # noqa: E402
 
+import tensorflow as tf2  # noqa: E402
+if len(tf2.config.list_physical_devices('GPU')) == 1:  # two devices needed: the CPU's, then
+    tf2.config.set_visible_devices([], 'GPU')
 replicas.configure('mirrored', 2)
 
 from csgd.centripetal import CentripetalHandler, centripetal_gradient  # noqa: E402
