@@ -39,13 +39,21 @@ def finite(value, what):
     return value
 
 
+LOG_TAIL = 30  # lines of a failed step's output kept in the JSON
+
+
 def read_steps(work):
-    """{step: {'status', 'wall_s', 'command'}} from steps.tsv (one line per step, tab-separated)."""
+    """{step: {'status', 'wall_s', 'command'}} from steps.tsv (one line per step, tab-separated),
+    with the end of the output of a step that failed ('log_tail')."""
     steps = {}
     with open(os.path.join(work, 'steps.tsv')) as f:
         for name, status, seconds, command in csv.reader(f, delimiter='\t'):
             steps[name] = {'status': int(status), 'wall_s': round(float(seconds), 1),
                            'command': command}
+            log = os.path.join(work, name + '.log')
+            if int(status) != 0 and os.path.exists(log):
+                with open(log, errors='replace') as f_log:
+                    steps[name]['log_tail'] = f_log.read().splitlines()[-LOG_TAIL:]
     return steps
 
 
@@ -53,8 +61,8 @@ def _step_ok(steps, name):
     if name not in steps:
         raise CheckFailed('step %s did not run' % name)
     if steps[name]['status'] != 0:
-        raise CheckFailed('step %s failed with exit status %d (its log: %s.log)'
-                          % (name, steps[name]['status'], name))
+        raise CheckFailed('step %s failed with exit status %d (the end of its output: the '
+                          'step\'s log_tail)' % (name, steps[name]['status']))
 
 
 def read_gpus(work):
@@ -76,7 +84,7 @@ def tests_section(work, steps):
     """Counts of pytest's JUnit report (a failed test is a figure, reported, not an error here)."""
     path = os.path.join(work, 'tests.xml')
     if not os.path.exists(path):
-        raise CheckFailed('pytest wrote no report (its log: tests.log)')
+        raise CheckFailed('pytest wrote no report (the end of its output: the step\'s log_tail)')
     root = ElementTree.parse(path).getroot()
     suite = root if root.tag == 'testsuite' else root.find('testsuite')
     counts = {k: int(suite.get(k, 0)) for k in ('tests', 'failures', 'errors', 'skipped')}

@@ -1,7 +1,8 @@
 """bench/gpu_check.sh --dry_run on this CPU: every step runs at its smallest size and the one JSON
 file has every section with finite figures, the device names and the rows of docs/speed.md's GPU
-table (the same first cells as the table); bad options end with one error line and exit 2. The
-check compares with PyTorch, so it is skipped where torch is not installed."""
+table (the same first cells as the table; the dry run compares with PyTorch, so it is skipped where
+torch is not installed). The report of failed steps and non-finite figures; bad options, no GPU
+and GPUs the frameworks do not see end with one error line and exit 2."""
 
 import importlib.util
 import json
@@ -99,6 +100,65 @@ def test_the_dry_run_writes_every_section_with_finite_figures(dry_run):
     assert sum('not measured' in r for r in rows) == 2   # dc40 and src56 under --strategy mirrored
 
 
+def _pieces(work, nan_key):
+    """A working folder as gpu_check.sh leaves it: AOFP's prune failed, one test failed, and the
+    figure `nan_key` of bench/train_throughput.py is NaN."""
+    steps = [('tests', 1), ('throughput', 0), ('data', 0), ('aofp_train', 0), ('aofp_prune', 3),
+             ('csgd_train', 0), ('csgd1', 0)]
+    (work / 'steps.tsv').write_text(''.join('%s\t%d\t%.2f\tpython %s.py\n' % (n, status, 1.5, n)
+                                            for n, status in steps))
+    (work / 'aofp_prune.log').write_text('\n'.join('line %d' % i for i in range(40)))
+    (work / 'tests.xml').write_text('<testsuites><testsuite tests="3" failures="1" errors="0" '
+                                    'skipped="0"/></testsuites>')
+    keys = ['%s %s%s' % (m, fw, p) for m in ('vc', 'dc40', 'src56', 'sres50')
+            for fw in ('ours', 'torch') for p in ('', ' bf16')] + \
+        ['%s mirrored x4' % m for m in ('vc', 'dc40', 'src56')]
+    results = {k: {'median_images_per_sec': float('nan') if k == nan_key else 100.0,
+                   'device': 'GPU:0 Tesla V100'} for k in keys}
+    (work / 'throughput.json').write_text(json.dumps({'results': results, 'args': {
+        'batch_size': 64, 'steps': 20, 'warmup': 5, 'resnet_batch_size': 32, 'image_size': 224,
+        'resnet_steps': 10, 'resnet_warmup': 3, 'num_devices': 4, 'replicas_models': None,
+        'models': 'vc,dc40,src56'}}))
+    (work / 'csgd').mkdir()
+    entry = {'top1': 0.8, 'flops_removed': 0.5, 'images': 1000}
+    (work / 'csgd' / 'results.json').write_text(json.dumps({'runs': {'csgd1': {
+        'model': 'dc40', 'iterations': [{'trained': entry, 'trimmed': entry}]}}}))
+    (work / 'gpus.csv').write_text('0, Tesla V100-SXM2-16GB, 7.0, 16384 MiB\n')
+
+
+def test_failed_steps_and_non_finite_figures_are_failures_not_results(tmp_path):
+    """The report of a run with failures (no TensorFlow needed): each failed section is named with
+    its reason, a failed step's last lines are kept, the others are reported, the table's cells say
+    not measured, and the exit status is 1."""
+    _pieces(tmp_path, 'dc40 torch bf16')
+    out = tmp_path / 'check.json'
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'bench', 'gpu_check_report.py'),
+                             '--work', str(tmp_path), '--json', str(out), '--mixed', 'bf16',
+                             '--command', 'bash bench/gpu_check.sh'], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report['failures']) == {'training', 'aofp'}
+    assert report['failures']['training'] == 'dc40 torch bf16 images/s is nan, not a finite number'
+    assert report['failures']['aofp'].startswith('step aofp_prune failed with exit status 3')
+    assert report['steps']['aofp_prune']['log_tail'] == ['line %d' % i for i in range(10, 40)]
+    assert report['sections']['tests'] == {'command': 'python tests.py', 'wall_s': 1.5,
+                                           'passed': 2, 'failed': 1, 'errors': 0, 'skipped': 0}
+    assert report['sections']['replicas']['images_per_sec']['vc']['speedup'] == 1.0
+    assert report['sections']['csgd']['trimmed_top1'] == 0.8
+    assert report['devices']['gpus'] == [{'index': 0, 'name': 'Tesla V100-SXM2-16GB',
+                                          'compute_capability': '7.0', 'memory': '16384 MiB'}]
+    rows = report['readme_rows']
+    assert rows[0].startswith('| GPUs (compute capability), date | Tesla V100-SXM2-16GB (7.0); ')
+    assert rows[2] == ('| `vc` fp32 training, images/s | not measured | not measured | '
+                       'not measured |')
+    assert rows[10] == '| `vc` `--strategy mirrored`, all devices / one device | 1.00x on 4 ' \
+        'devices | — | — |'
+    assert 'not measured' in rows[13] and '`dc40`: 3 s; 80.00%; 50.0%' in rows[14]
+    assert rows[15].endswith('| 2 / 1 / 0 in 2 s | — | — |')
+    assert 'error: section training: dc40 torch bf16 images/s is nan' in result.stderr
+
+
 def test_the_table_says_not_measured_and_the_command():
     text = open(SPEED, encoding='utf-8').read()
     assert 'bash bench/gpu_check.sh --json gpu_check.json' in text
@@ -125,7 +185,8 @@ def test_gpus_that_the_frameworks_do_not_see_are_refused(tmp_path):
     builds): the check stops before measuring the CPU, and writes nothing."""
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
-    (bin_dir / 'nvidia-smi').write_text('#!/bin/sh\necho "0, Tesla V100-SXM2-16GB, 7.0, 16384 MiB"\n')
+    (bin_dir / 'nvidia-smi').write_text(
+        '#!/bin/sh\necho "0, Tesla V100-SXM2-16GB, 7.0, 16384 MiB"\n')
     (bin_dir / 'nvidia-smi').chmod(0o755)
     work = tmp_path / 'work'
     work.mkdir()
