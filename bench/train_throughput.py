@@ -13,6 +13,8 @@ Sections:
             on kernels, BN decay 0.9 / eps 1e-3, one fixed in-memory batch: ours vs Keras vs PyTorch
   bf16      the same with bfloat16 compute (ours: --precision bf16 and bf16_activations; PyTorch:
             CPU autocast)
+  fp16      the same with float16 compute and dynamic loss scaling (ours: --precision fp16;
+            PyTorch: autocast to float16 with GradScaler), for GPUs without bfloat16
   pipeline  vc training fed from the real tfrecords (decode, pad-crop-flip, shuffle) vs in memory
   aofp      a training step with the AOFP search vs a plain step, for vc (all 13 layers), src56 and
             src110 (the internal layer of every block, 27 / 54) among --models
@@ -32,11 +34,13 @@ Sections:
             vc pruned to widths that are not multiples of 8 (PRUNED_VC_ODD) among --models
   replicas  vc and dc40 training with --strategy mirrored on --num_devices devices (GPUs where
             present, else logical CPU devices) vs the default strategy, the same global batch
+            (--per_device_batch: --batch_size on every device, a global batch num_devices times
+            it; --replicas_models: other models than --models)
   resnet50  sres50 training, batch 32 (--resnet_batch_size), --image_size (224) in memory, fp32 and
-            bf16, plain momentum 0.9, L2 1e-4 on kernels, BN decay 0.9 / eps 1e-5: ours vs
-            torchvision's ResNet-50 in PyTorch eager (bench/torch_resnet50.py, channels-last, the
-            same widths and 1000 classes), with the peak RSS ratio; --resnet_steps (10) timed
-            steps after --resnet_warmup (3)
+            --mixed_precision (bf16, or fp16), plain momentum 0.9, L2 1e-4 on kernels, BN decay
+            0.9 / eps 1e-5: ours vs torchvision's ResNet-50 in PyTorch eager
+            (bench/torch_resnet50.py, channels-last, the same widths and 1000 classes), with the
+            peak RSS ratio; --resnet_steps (10) timed steps after --resnet_warmup (3)
   imagenet_pipeline
             the ImageNet input pipeline alone (tf_benchmarks/data/imagenet_pipeline.py: batches
             of training_batches at --image_size, torchvision's and the inception crop) on a
@@ -46,6 +50,10 @@ Sections:
 Every measurement runs in its own worker process (Keras 3 needs eager TF2, the project uses v1 graph
 mode; each process's peak RSS is reported); runs of one comparison alternate within each round and
 the medians over the rounds are compared. The first --warmup steps of each run are not timed.
+PyTorch runs on the GPU where torch sees one (--device), as TensorFlow does; every result names
+its device. --one_process runs every measurement in this process instead, for a check of the
+commands (bench/gpu_check.sh --dry_run): its peak RSS is the process's, not the run's, and PyTorch
+runs on one thread (on two, beside TensorFlow's idle threads, a step took 40 times as long).
 """
 
 import argparse
@@ -62,9 +70,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from bench.methods import AOFP_MODELS, CSGD_MODELS  # noqa: E402
 
-SECTIONS = ('train', 'bf16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas', 'routes',
-            'bn', 'resnet50', 'imagenet_pipeline')
-PEER_MODELS = ('vc', 'dc40')           # the models built in Keras and PyTorch too
+SECTIONS = ('train', 'bf16', 'fp16', 'pipeline', 'aofp', 'csgd', 'eval', 'infer', 'replicas',
+            'routes', 'bn', 'resnet50', 'imagenet_pipeline')
+KERAS_MODELS = ('vc', 'dc40')                   # the models built in Keras too
+TORCH_MODELS = ('vc', 'dc40', 'src56', 'sres50')  # ... and in PyTorch
+MIXED = ('bf16', 'fp16')                         # the reduced precisions
 PRUNED_VC = (40, 40, 72, 80, 152, 152, 152, 288, 288, 288, 256, 256, 256)
 # a vc pruned to widths that are not multiples of 8, as AOFP's moves leave them
 PRUNED_VC_ODD = (36, 44, 76, 84, 156, 148, 140, 292, 284, 276, 252, 244, 236)
@@ -75,9 +85,21 @@ RECIPES = {'sres50': dict(nesterov=False, double_gradient_keywords=())}
 CROPS = ('torchvision', 'inception')
 
 
-def _result(images_per_sec, **extra):
+def _result(images_per_sec, device, **extra):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print('RESULT ' + json.dumps(dict(images_per_sec=images_per_sec, peak_rss_mb=peak, **extra)))
+    print('RESULT ' + json.dumps(dict(images_per_sec=images_per_sec, peak_rss_mb=peak,
+                                      device=device, **extra)), flush=True)
+
+
+def _tf_device(count=1):
+    """Where TensorFlow trains: its first `count` GPUs by name, else the CPU."""
+    import tensorflow as tf2
+    gpus = tf2.config.list_physical_devices('GPU')
+    if not gpus:
+        return 'CPU' if count == 1 else 'CPU (%d logical devices)' % count
+    names = [tf2.config.experimental.get_device_details(g).get('device_name', g.name)
+             for g in gpus[:count]]
+    return ', '.join('GPU:%d %s' % (i, n) for i, n in enumerate(names))
 
 
 def _deps(args, model):
@@ -119,7 +141,8 @@ def _train_ours(args, builder_factory=None, grad_handler=None, hooks=(), config=
         trainer = Trainer(model, deps, data, config, train_dir, method=method, hooks=[Timer()],
                           log=lambda *_: None)
         trainer.run()
-    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
+    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]),
+            _tf_device(trainer.replicas.num_replicas))
 
 
 class InMemoryImages:
@@ -179,7 +202,7 @@ def run_imagenet_pipeline(args):
             for _ in range(args.steps):
                 sess.run(pulled)
             elapsed = time.perf_counter() - start
-    _result(args.steps * args.batch_size / elapsed)
+    _result(args.steps * args.batch_size / elapsed, 'CPU (the input pipeline)')
 
 
 def _fp32_filter_gradient_builder(max_pixels=16):
@@ -232,10 +255,14 @@ def run_ours(args):
 
 
 def run_mirrored(args):
-    """Ours under MirroredStrategy on --num_devices devices, the global batch split over them."""
+    """Ours under MirroredStrategy on --num_devices devices, the global batch split over them
+    (the default strategy again afterwards, for --one_process)."""
     from tf_benchmarks.engine import replicas
     replicas.configure('mirrored', args.num_devices)
-    _train_ours(args)
+    try:
+        _train_ours(args)
+    finally:
+        replicas.configure('default')
 
 
 def run_aofp(args):
@@ -270,7 +297,7 @@ def run_eval(args):
             start = time.perf_counter()
             result = evaluator.evaluate()
             speeds.append(result.num_examples / (time.perf_counter() - start))
-    _result(sorted(speeds)[2])
+    _result(sorted(speeds)[2], _tf_device())
 
 
 def run_infer(args):
@@ -296,7 +323,7 @@ def run_infer(args):
             for _ in range(runs):
                 sess.run(logits.op)
             elapsed = time.perf_counter() - start
-    _result(runs * args.batch_size / elapsed)
+    _result(runs * args.batch_size / elapsed, _tf_device())
 
 
 # -- Keras 3 --------------------------------------------------------------------------------------
@@ -359,7 +386,7 @@ def run_keras(args):
 
     model.fit(data, steps_per_epoch=args.warmup + args.steps, epochs=1, verbose=0,
               callbacks=[Timer()])
-    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
+    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]), _tf_device())
 
 
 # -- PyTorch eager (optional: only where torch is importable) ------------------------------------
@@ -374,6 +401,8 @@ def torch_model(name):
     if name == 'sres50':
         from bench.torch_resnet50 import ResNet50
         return ResNet50(get_model('sres50').num_classes)
+    if name == 'src56':
+        return _torch_cifar_resnet(9, bn)
     if name == 'vc':
         from tf_benchmarks.models.vc_model import POOL_AFTER
         layers, cin = [], 3
@@ -412,10 +441,49 @@ def torch_model(name):
     return nn.Sequential(*layers)
 
 
+def _torch_cifar_resnet(n, bn):
+    """src56 (n = 9) as tf_benchmarks/models/resnet_model.py builds it: a 3x3 stem, 3 stages of n
+    blocks (3x3, 3x3, + shortcut; the first block of stages 2 and 3 with stride 2 and a 1x1
+    stride-2 projection + BN), global average pool, FC to 10."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = bn(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = bn(cout)
+            self.shortcut = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
+                             if stride != 1 else nn.Identity())
+
+        def forward(self, x):
+            y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+            return torch.relu(self.shortcut(x) + y)
+
+    layers, cin = [nn.Conv2d(3, 16, 3, padding=1, bias=False), bn(16), nn.ReLU(inplace=True)], 16
+    for s, width in enumerate((16, 32, 64)):
+        for b in range(n):
+            layers.append(Block(cin, width, 2 if s > 0 and b == 0 else 1))
+            cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
+    return nn.Sequential(*layers)
+
+
+def _torch_device(torch, name):
+    """--device: auto is the GPU where torch sees one (as TensorFlow places its ops), else the
+    CPU."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return torch.device(name)
+
+
 def run_torch(args):
     import contextlib
     import torch
-    model = torch_model(args.model).to(memory_format=torch.channels_last)
+    device = _torch_device(torch, args.device)
+    model = torch_model(args.model).to(device=device, memory_format=torch.channels_last)
     kernels = [p for p in model.parameters() if p.dim() >= 2]
     others = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.SGD([{'params': kernels, 'weight_decay': 1e-4},
@@ -424,21 +492,29 @@ def run_torch(args):
                                 nesterov=RECIPES.get(args.model, {}).get('nesterov', True))
     size, classes = (args.image_size, 1000) if args.model == 'sres50' else (32, 10)
     x = torch.rand(args.batch_size, 3, size, size).mul_(2).sub_(1).to(
-        memory_format=torch.channels_last)
-    y = torch.randint(0, classes, (args.batch_size,))
+        device=device, memory_format=torch.channels_last)
+    y = torch.randint(0, classes, (args.batch_size,)).to(device)
     loss_fn = torch.nn.CrossEntropyLoss()
-    autocast = (torch.autocast('cpu', dtype=torch.bfloat16) if args.precision == 'bf16'
-                else contextlib.nullcontext())
+    dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+    autocast = (torch.autocast(device.type, dtype=dtypes[args.precision])
+                if args.precision in dtypes else contextlib.nullcontext())
+    # fp16: GradScaler's dynamic loss scaling (2**15, x2 after 2000 finite steps), as ours
+    scaler = torch.amp.GradScaler(device.type, enabled=args.precision == 'fp16')
+    cuda = device.type == 'cuda'
     times = []
     model.train()
     for _ in range(args.warmup + args.steps):
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = loss_fn(model(x), y)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if cuda:
+            torch.cuda.synchronize()  # the step is done, not just queued
         times.append(time.perf_counter())
-    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]))
+    _result(args.steps * args.batch_size / (times[-1] - times[args.warmup - 1]),
+            torch.cuda.get_device_name(device) if cuda else 'CPU')
 
 
 WORKERS = {'ours': run_ours, 'keras': run_keras, 'torch': run_torch, 'aofp': run_aofp,
@@ -458,26 +534,54 @@ class Job:
         self.steps, self.warmup = steps, warmup
         self.results = []
 
-    def run(self, args):
-        cmd = [sys.executable, os.path.abspath(__file__), '--worker', self.worker,
-               '--models', self.model, '--steps', str(self.steps or args.steps),
+    def worker_args(self, args):
+        out = ['--worker', self.worker, '--models', self.model,
+               '--steps', str(self.steps or args.steps),
                '--warmup', str(self.warmup or args.warmup),
                '--batch_size', str(self.batch_size or args.batch_size),
                '--precision', self.precision, '--data', self.data,
-               '--image_size', str(args.image_size)]
+               '--image_size', str(args.image_size), '--device', args.device]
         if self.deps:
-            cmd += ['--deps', ','.join(map(str, self.deps))]
-        cmd += self.extra
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **self.env)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        for line in proc.stdout.splitlines():
+            out += ['--deps', ','.join(map(str, self.deps))]
+        return out + self.extra
+
+    def run(self, args):
+        if args.one_process:
+            stdout, stderr = self._run_here(args)
+        else:
+            cmd = [sys.executable, os.path.abspath(__file__)] + self.worker_args(args)
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **self.env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            stdout, stderr = proc.stdout, proc.stderr
+        for line in stdout.splitlines():
             if line.startswith('RESULT '):
                 result = json.loads(line[len('RESULT '):])
                 self.results.append(result)
-                print('  %-26s %8.1f images/s   peak RSS %5.0f MB' % (
-                    self.key, result['images_per_sec'], result['peak_rss_mb']), flush=True)
+                print('  %-26s %8.1f images/s   peak RSS %5.0f MB   %s' % (
+                    self.key, result['images_per_sec'], result['peak_rss_mb'],
+                    result['device']), flush=True)
                 return
-        raise RuntimeError('%s failed:\n%s' % (self.key, proc.stderr[-3000:]))
+        raise RuntimeError('%s failed:\n%s' % (self.key, stderr[-3000:]))
+
+    def _run_here(self, args):
+        """--one_process: the worker called in this process (graph mode, set up by main)."""
+        import contextlib
+        import io
+        import traceback
+        if self.worker == 'keras' or self.env:
+            raise RuntimeError('%s needs its own process; drop --one_process' % self.key)
+        worker = parser().parse_args(self.worker_args(args))
+        worker.model = worker.models
+        if self.worker == 'torch':  # one thread: two fight TensorFlow's idle ones (40x slower)
+            import torch
+            torch.set_num_threads(1)
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                WORKERS[worker.worker](worker)
+        except Exception:  # noqa: BLE001 -- reported as the job's failure, as a worker's would be
+            return out.getvalue(), traceback.format_exc()
+        return out.getvalue(), ''
 
     @property
     def median(self):
@@ -526,8 +630,8 @@ def _resnet_jobs(args, imagenet):
     common = dict(batch_size=args.resnet_batch_size, steps=args.resnet_steps,
                   warmup=args.resnet_warmup)
     jobs = {}
-    for precision in ('fp32', 'bf16'):
-        suffix = '' if precision == 'fp32' else ' bf16'
+    for precision in ('fp32', args.mixed_precision):
+        suffix = '' if precision == 'fp32' else ' ' + precision
         jobs['sres50 ours' + suffix] = Job('sres50 ours' + suffix, 'ours', 'sres50', precision,
                                            **common)
         if precision == 'bf16':
@@ -550,20 +654,24 @@ def plan(args, frameworks, data, imagenet=None):
     """Groups of jobs whose runs alternate; each group is one comparison."""
     models, sections, groups = args.models.split(','), args.sections.split(','), []
     ours = {m: Job('%s ours' % m, 'ours', m) for m in models}
+    peers = {'keras': KERAS_MODELS, 'torch': TORCH_MODELS}
     if 'train' in sections:
         for m in models:
             groups.append([ours[m]] + [Job('%s %s' % (m, fw), fw, m) for fw in frameworks
-                                       if fw != 'ours' and m in PEER_MODELS])
-    if 'bf16' in sections:
+                                       if fw != 'ours' and m in peers[fw]])
+    for precision in [p for p in MIXED if p in sections]:
         for m in models:
             routes = [Job('%s oneDNN bf16 rewrite' % m, 'ours', m,
                           extra=['--onednn_bf16_rewrite']),
                       Job('%s fp32 filter grads bf16' % m, 'ours', m, 'bf16',
-                          extra=['--fp32_filter_gradients', '16'])] if args.bf16_routes else []
-            groups.append([Job('%s ours bf16' % m, 'ours', m, 'bf16'),
-                           Job('%s ours bf16 activations' % m, 'ours', m, 'bf16_activations')] +
-                          ([Job('%s torch bf16' % m, 'torch', m, 'bf16')]
-                           if 'torch' in frameworks and m in PEER_MODELS else []) + routes)
+                          extra=['--fp32_filter_gradients', '16'])] \
+                if args.bf16_routes and precision == 'bf16' else []
+            activations = ([Job('%s ours bf16 activations' % m, 'ours', m, 'bf16_activations')]
+                           if precision == 'bf16' else [])
+            groups.append([Job('%s ours %s' % (m, precision), 'ours', m, precision)] +
+                          activations +
+                          ([Job('%s torch %s' % (m, precision), 'torch', m, precision)]
+                           if 'torch' in frameworks and m in TORCH_MODELS else []) + routes)
     if 'pipeline' in sections and 'vc' in models:
         groups.append([ours['vc'], Job('vc ours tfrecords', 'ours', 'vc', data=data)])
     if 'aofp' in sections:
@@ -575,8 +683,11 @@ def plan(args, frameworks, data, imagenet=None):
     if 'eval' in sections and 'vc' in models:
         groups.append([Job('vc eval', 'eval', 'vc', data=data)])
     if 'replicas' in sections:
-        for m in models:
+        batch = args.batch_size * (args.num_devices if args.per_device_batch else 1)
+        for m in (args.replicas_models.split(',') if args.replicas_models else models):
+            ours.setdefault(m, Job('%s ours' % m, 'ours', m))
             groups.append([ours[m], Job('%s mirrored x%d' % (m, args.num_devices), 'mirrored', m,
+                                        batch_size=batch,
                                         extra=['--num_devices', str(args.num_devices)])])
     if 'infer' in sections and 'vc' in models:
         for batch in (64, 1):
@@ -594,14 +705,15 @@ def plan(args, frameworks, data, imagenet=None):
                                extra=['--onednn_bf16_rewrite']),
                            Job('%s bf16 activations' % m, 'ours', m, 'bf16_activations')])
     r50 = _resnet_jobs(args, imagenet)
+    mixed = ' ' + args.mixed_precision
     if 'resnet50' in sections:
-        for suffix in ('', ' bf16'):
+        for suffix in ('', mixed):
             groups.append([r50['sres50 ours' + suffix]] + (
-                [r50['sres50 ours bf16 activations']] if suffix else []) + (
+                [r50['sres50 ours bf16 activations']] if suffix == ' bf16' else []) + (
                 [r50['sres50 torch' + suffix]] if 'torch' in frameworks else []))
     if 'imagenet_pipeline' in sections:
         groups.append([r50['pipeline %s crop' % crop] for crop in CROPS])
-        for suffix in ('', ' bf16'):
+        for suffix in ('', mixed):
             groups.append([r50['sres50 ours' + suffix], r50['sres50 ours imagenet' + suffix]])
     if 'bn' in sections:
         for m, deps, label in (('dc40', None, 'dc40'), ('vc', PRUNED_VC_ODD, 'pruned vc')):
@@ -614,7 +726,7 @@ def plan(args, frameworks, data, imagenet=None):
     return groups
 
 
-def report(groups):
+def report(groups, mixed_precision='bf16'):
     jobs = {}
     for group in groups:
         for job in group:
@@ -628,11 +740,12 @@ def report(groups):
     for key, job in jobs.items():
         rows.append((key, '%.1f' % job.median, '', ''))
     for m, target_torch, target_keras in (('vc', '>= 1.15x', '>= 1.5x'),
-                                          ('dc40', '>= 1.05x', '>= 1.1x')):
+                                          ('dc40', '>= 1.05x', '>= 1.1x'), ('src56', '', '')):
         ratio('%s ours' % m, '%s torch' % m, target_torch)
         ratio('%s ours' % m, '%s keras' % m, target_keras)
-        ratio('%s ours bf16' % m, '%s ours' % m)
-        ratio('%s ours bf16' % m, '%s torch bf16' % m)
+        for precision in MIXED:
+            ratio('%s ours %s' % (m, precision), '%s ours' % m)
+            ratio('%s ours %s' % (m, precision), '%s torch %s' % (m, precision))
         for key in [k for k in jobs if k.startswith('%s mirrored' % m)]:
             ratio(key, '%s ours' % m)
     ratio('vc ours tfrecords', 'vc ours', '>= 0.97x')
@@ -665,30 +778,31 @@ def report(groups):
     if 'vc ours tfrecords' in jobs:
         rows.append(('peak RSS of vc training (tfrecords), MB', '%.0f'
                      % jobs['vc ours tfrecords'].peak_rss_mb, '', '<= 2500'))
-    for suffix in ('', ' bf16'):
+    mixed = ' ' + mixed_precision
+    for suffix in ('', mixed):
         a, b = 'sres50 ours' + suffix, 'sres50 torch' + suffix
         ratio(a, b, '>= 1.0x')
         if a in jobs and b in jobs:
             rows.append(('peak RSS %s / %s, MB' % (a, b), '%.0f / %.0f' % (
                 jobs[a].peak_rss_mb, jobs[b].peak_rss_mb), '%.2fx' % (
                 jobs[a].peak_rss_mb / jobs[b].peak_rss_mb), '<= 1.2x'))
-    ratio('sres50 ours bf16', 'sres50 ours')
-    ratio('sres50 torch bf16', 'sres50 torch')
-    for suffix in ('', ' bf16'):
+    ratio('sres50 ours' + mixed, 'sres50 ours')
+    ratio('sres50 torch' + mixed, 'sres50 torch')
+    for suffix in ('', mixed):
         a, b = 'sres50 ours imagenet' + suffix, 'sres50 ours' + suffix
         ratio(a, b, '>= 0.95x')
         if a in jobs:
             rows.append(('peak RSS of %s, MB' % a, '%.0f' % jobs[a].peak_rss_mb, '', ''))
     for crop in CROPS:
-        ratio('pipeline %s crop' % crop, 'sres50 ours bf16', '',
-              'pipeline %s crop alone / sres50 ours bf16 training' % crop)
+        ratio('pipeline %s crop' % crop, 'sres50 ours' + mixed, '',
+              'pipeline %s crop alone / sres50 ours%s training' % (crop, mixed))
     width = [max(len(r[i]) for r in rows) for i in range(4)]
     for i, row in enumerate(rows):
         print('| ' + ' | '.join(c.ljust(w) for c, w in zip(row, width)) + ' |')
         if i == 0:
             print('|' + '|'.join('-' * (w + 2) for w in width) + '|')
-    return {key: {'median_images_per_sec': job.median, 'runs': job.results}
-            for key, job in jobs.items()}
+    return {key: {'median_images_per_sec': job.median, 'runs': job.results,
+                  'device': job.results[-1]['device']} for key, job in jobs.items()}
 
 
 def _importable(module):
@@ -696,7 +810,7 @@ def _importable(module):
     return importlib.util.find_spec(module) is not None
 
 
-def main():
+def parser():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--sections', default=','.join(SECTIONS))
     parser.add_argument('--models', default='vc,dc40')
@@ -731,7 +845,24 @@ def main():
                         'bf16 routes not kept (oneDNN\'s bfloat16 rewrite of the fp32 graph, float32 '
                         'kernel gradients on 4x4 and smaller outputs) in the same alternation as '
                         'ours bf16 and PyTorch autocast')
-    args = parser.parse_args()
+    parser.add_argument('--mixed_precision', default='bf16', choices=MIXED, help='the reduced '
+                        'precision of the resnet50 and imagenet_pipeline sections (fp16 for GPUs '
+                        'without bfloat16)')
+    parser.add_argument('--per_device_batch', action='store_true', help='replicas section: '
+                        '--batch_size on every device (the mirrored runs train a global batch of '
+                        '--num_devices x --batch_size)')
+    parser.add_argument('--replicas_models', help='the models of the replicas section (default: '
+                        '--models)')
+    parser.add_argument('--device', default='auto', choices=('auto', 'cpu', 'cuda'),
+                        help='where PyTorch trains (auto: the GPU where torch sees one)')
+    parser.add_argument('--one_process', action='store_true', help='every measurement in this '
+                        'process, one after another: a check of the commands (Keras and --env '
+                        'routes excluded), not a measurement of memory')
+    return parser
+
+
+def main():
+    args = parser().parse_args()
     if args.worker:
         args.model = args.models
         if args.worker not in ('keras', 'torch'):  # ours: TF1 graph mode, before TF is imported
@@ -744,6 +875,12 @@ def main():
         print('torch is not importable: PyTorch runs skipped (pip install torch==2.13.0)')
         frameworks.remove('torch')
     sections = args.sections.split(',')
+    if args.one_process:
+        from tf_benchmarks.engine import replicas, session
+        session.graph_mode()
+        if 'replicas' in sections:  # logical CPU devices exist only if made before TF starts
+            replicas.configure('mirrored', args.num_devices)
+            replicas.configure('default')
     data = _data_dir(args) if {'pipeline', 'eval'} & set(sections) else 'memory'
     imagenet = None
     try:
@@ -772,7 +909,7 @@ def _run_rounds(args, groups):
               if {'resnet50', 'imagenet_pipeline'} & set(sections) else '')
     print('\n%d rounds in %.0f s; batch %d%s, %s\n' % (args.rounds, time.time() - start,
                                                        args.batch_size, resnet, _machine()))
-    results = report(groups)
+    results = report(groups, args.mixed_precision)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'machine': _machine(), 'args': vars(args), 'results': results}, f, indent=1)

@@ -1,7 +1,7 @@
-"""tf.distribute scale-out: one mirrored step on two logical CPU devices against the single-device
-update from the mean of the half-batch gradients; TF_CONFIG parsing; two workers on the loopback
-interface running C-SGD and an AOFP search (one killed and resumed), with identical weights on both
-and every file written once."""
+"""tf.distribute scale-out: one mirrored step on two logical CPU devices (fp32, C-SGD, fp16 with
+loss scaling) against the single-device update from the mean of the half-batch gradients; TF_CONFIG
+parsing; two workers on the loopback interface running C-SGD and an AOFP search (one killed and
+resumed), with identical weights on both and every file written once."""
 
 import json
 import os
@@ -21,11 +21,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def test_one_mirrored_step_is_the_update_of_the_mean_gradient():
     result = subprocess.run([sys.executable, os.path.join(HERE, 'mirrored_step.py'), 'plain',
-                             'csgd'], cwd=HERE, capture_output=True, text=True, timeout=300)
+                             'csgd', 'fp16'], cwd=HERE, capture_output=True, text=True, timeout=300)
     lines = [l for l in result.stdout.splitlines() if l.startswith('RESULT ')]
     assert lines, result.stdout[-2000:] + result.stderr[-3000:]
     errors = json.loads(lines[0][len('RESULT '):])
-    for case in ('plain', 'csgd'):  # plain: L2 in the trainer; csgd: the centripetal handler
+    # plain: L2 in the trainer; csgd: the centripetal handler; fp16: float16 convolutions and a
+    # loss scale of 2**10 (the gradients unscaled once)
+    for case in ('plain', 'csgd', 'fp16'):
         e = errors[case]
         assert e['mean_of_weights'] < 1e-5, (case, e)
         assert e['mean'] < 1e-4, (case, e)           # relative to the size of the update itself

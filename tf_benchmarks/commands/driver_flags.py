@@ -12,7 +12,7 @@ from tf_benchmarks.core.errors import UserError
 from tf_benchmarks.data import imagenet_pipeline, sources
 from tf_benchmarks.data.records import DATA_DIR_ENV, default_data_dir
 from tf_benchmarks.engine import replicas
-from tf_benchmarks.engine.train_config import DEFAULT_SEED, MAX_SEED
+from tf_benchmarks.engine.train_config import DEFAULT_SEED, MAX_SEED, PRECISIONS
 from tf_benchmarks.network import flops
 from tf_benchmarks.network.input_spec import MAX_SIZE, MIN_SIZE, NORMALIZATIONS
 
@@ -60,12 +60,14 @@ def define_common_flags(presets, default_model):
     flags.DEFINE_float('max_epochs', None, 'Epochs of training (default: the preset\'s); LR '
                        'boundaries keep their fractions of the schedule.')
     flags.DEFINE_integer('batch_size', None, 'Training batch size (default: the preset\'s, 64).')
-    flags.DEFINE_enum('precision', 'fp32', ['fp32', 'bf16', 'bf16_activations'],
-                      'fp32 (the default, as the originals); bf16: bfloat16 convolutions with '
-                      'float32 weights, activations, BN and loss, 1.3-1.6x faster training on CPUs '
-                      'with AMX/AVX512-BF16; bf16_activations: bfloat16 activations too (BN with '
-                      'float32 statistics), less memory and on DenseNets faster still (measured on '
-                      'an AMD EPYC; see docs/speed.md).')
+    flags.DEFINE_enum('precision', 'fp32', list(PRECISIONS), 'fp32 (the default, as the '
+                      'originals); bf16: bfloat16 convolutions with float32 weights, activations, '
+                      'BN and loss, 1.3-1.6x faster training on CPUs with AMX/AVX512-BF16; '
+                      'bf16_activations: bfloat16 activations too (BN with float32 statistics), '
+                      'less memory and on DenseNets and ResNet-50 faster still (measured on an AMD '
+                      'EPYC; see docs/speed.md); fp16: float16 convolutions, float32 weights, BN '
+                      'and loss, and dynamic loss scaling, for GPUs without bfloat16 (V100, '
+                      '2080 Ti; it runs on a CPU, slowly).')
     flags.DEFINE_integer('seed', None, 'The run\'s seed, 0..%d: the initial weights, the data '
                          'order and augmentation of every training, AOFP\'s random drops and '
                          'C-SGD\'s k-means (default %d, the originals\' seeds; another is '

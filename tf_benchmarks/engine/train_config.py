@@ -1,10 +1,14 @@
 """The settings of one training run (`TrainConfig`: steps, batch, LR schedule, momentum, weight
-decay and which variables get it, gradient doubling, precision, seed, bookkeeping intervals)."""
+decay and which variables get it, gradient doubling, precision and fp16's loss scaling, seed,
+bookkeeping intervals)."""
 
 import dataclasses
 from typing import Callable, Sequence
 
 from tf_benchmarks.core.errors import UserError
+from tf_benchmarks.engine.loss_scale import LossScaleRule
+
+PRECISIONS = ('fp32', 'bf16', 'bf16_activations', 'fp16')
 
 
 DEFAULT_SEED = 1234     # TrainConfig.seed; --seed when not given
@@ -38,8 +42,10 @@ class TrainConfig:
     double_gradient_keywords: Sequence[str] = ('bias', 'beta')
     augmentation: bool = True
     shuffle: bool = True
-    precision: str = 'fp32'                    # 'bf16': bfloat16 convolutions, float32 variables;
+    precision: str = 'fp32'                    # 'bf16' / 'fp16': bfloat16 / float16 convolutions,
+    #                                            float32 variables, BN, loss and statistics;
     #                                            'bf16_activations': bfloat16 activations too
+    loss_scale: LossScaleRule = LossScaleRule()  # fp16's dynamic loss scaling (loss_scale.py)
     display_every: int = 100
     summary_every: int = 100
     checkpoint_every: int = 2000               # steps between resumable checkpoints
@@ -52,9 +58,9 @@ class TrainConfig:
     def __post_init__(self):
         if len(self.lr_values) != len(self.lr_boundaries) + 1:
             raise ValueError('need one more LR value than boundaries')
-        if self.precision not in ('fp32', 'bf16', 'bf16_activations'):
-            raise UserError('precision must be fp32, bf16 or bf16_activations, got %r'
-                            % (self.precision,))
+        if self.precision not in PRECISIONS:
+            raise UserError('precision must be one of %s, got %r'
+                            % (', '.join(PRECISIONS), self.precision))
 
 
 MAX_STEPS = 2 ** 31 - 1  # the steps of one run: global step, LR boundaries and step counters

@@ -1,8 +1,8 @@
 """The training graph and loop in `tf.compat.v1` graph mode, on one device or on replicas through
 tf.distribute: Nesterov momentum, piecewise LR by steps with optional linear warmup, L2 on a chosen
 set of variables, keyword gradient doubling, a method's hooks and gradient handler, BN moving
-averages, TensorBoard summaries, progress lines, checkpoints that resume, and hdf5 snapshots in the
-originals' format."""
+averages, fp16's dynamic loss scaling, TensorBoard summaries, progress lines, checkpoints that
+resume, and hdf5 snapshots in the originals' format."""
 
 import dataclasses
 import os
@@ -20,11 +20,19 @@ from tf_benchmarks.data import imagenet_pipeline, sources
 from tf_benchmarks.engine import replicas
 from tf_benchmarks.engine import session as tf_session
 from tf_benchmarks.engine.checkpoints import CheckpointDir
+from tf_benchmarks.engine.loss_scale import LossScaleState, at_floor, next_state
+from tf_benchmarks.engine.loss_scale_graph import GraphLossScale
 from tf_benchmarks.engine.method import PLAIN
 from tf_benchmarks.engine.weights import key_variables, load_weights, loaders, weights_digest
 from tf_benchmarks.files import hdf5_io
 from tf_benchmarks.network.convnet_builder import variable_name
 from tf_benchmarks.runs.logs import LogBook, ProgressMeter
+
+# What the convolutions compute in, by --precision (variables, BN, loss and statistics: float32).
+CONV_DTYPES = {'fp32': tf.float32, 'bf16': tf.bfloat16, 'bf16_activations': tf.bfloat16,
+               'fp16': tf.float16}
+FP16_RANGE = (' (with --precision fp16: a convolution\'s float16 output overflows above 65504; '
+              '--precision bf16 or fp32 has float32\'s range)')
 
 
 def learning_rate(global_step, config):
@@ -166,6 +174,9 @@ class Trainer:
                                                      c.seed)
         self.global_step = tf.train.get_or_create_global_step()
         self.learning_rate = learning_rate(self.global_step, c)
+        # fp16: dynamic loss scaling (loss_scale.py); a step with non-finite scaled gradients
+        # changes no weight, momentum or moving average, and halves the scale.
+        self.loss_scale = GraphLossScale(c.loss_scale) if c.precision == 'fp16' else None
         self._builders = []
         out = strategy.run(self._replica_step, args=(self.images, self.labels))
         builder = self.builder = self._builders[0]
@@ -197,22 +208,34 @@ class Trainer:
                           for n in self._trainable_names}
         lr = tf.convert_to_tensor(self.learning_rate)
         updates = []
+        momentum_update, moving_average_update = _momentum_update, _moving_average_update
+        if self.loss_scale is not None:
+            momentum_update = self.loss_scale.only_if_finite(self.gradients_finite,
+                                                             _momentum_update)
+            moving_average_update = self.loss_scale.only_if_finite(self.gradients_finite,
+                                                                   _moving_average_update)
         for name, grad in zip(self._trainable_names, grads):
             updates.append(strategy.extended.update(
-                variables[name], _momentum_update,
+                variables[name], momentum_update,
                 args=(grad, momentum_slots[name], lr, c.momentum, c.nesterov),
                 group=True))
         for (name, decay), value in zip(self._moving_statistics, statistics):
-            updates.append(strategy.extended.update(variables[name], _moving_average_update,
+            updates.append(strategy.extended.update(variables[name], moving_average_update,
                                                     args=(value, decay), group=True))
         with tf.control_dependencies(updates):
-            self.train_op = tf.group(self.global_step.assign_add(1))
+            if self.loss_scale is None:
+                self.train_op = tf.group(self.global_step.assign_add(1))
+            else:
+                self.train_op = tf.group(self.global_step.assign_add(1),
+                                         self.loss_scale.update(self.gradients_finite))
         self.key_variables = key_variables(self.trace)
         self.weights_finite = _all_finite(list(self.key_variables.values()))
         loaders(tf.get_default_graph(), self.key_variables)  # assign ops for the strategy's copies
         for name, tensor in (('loss', self.cross_entropy), ('total_loss', self.loss),
                              ('top1', self.top1), ('learning_rate', self.learning_rate)):
             tf.summary.scalar(name, tensor)
+        if self.loss_scale is not None:
+            tf.summary.scalar('loss_scale', self.loss_scale.scale)
 
     def _replica_step(self, images, labels):
         """One replica's part of a step: its slice of the global batch through the model -> loss,
@@ -225,7 +248,7 @@ class Trainer:
             start -= self.replicas.worker_index * self.local_batch
         images = images[start:start + self.per_replica_batch]
         labels = labels[start:start + self.per_replica_batch]
-        conv_dtype = tf.bfloat16 if c.precision in ('bf16', 'bf16_activations') else tf.float32
+        conv_dtype = CONV_DTYPES[c.precision]
         dtypes = {'activation_dtype': tf.bfloat16} if c.precision == 'bf16_activations' else {}
         builder = self.builder_factory(images, phase_train=True, conv_dtype=conv_dtype,
                                        moving_average_updates=False, **dtypes)
@@ -240,7 +263,9 @@ class Trainer:
         # gradient, wd * v, in _transform_gradients) so the penalty is only computed for summaries.
         l2 = (c.weight_decay * tf.add_n([tf.nn.l2_loss(v) for v in l2_vars])
               if c.weight_decay and l2_vars else tf.constant(0.0))
-        grads = tf.gradients(cross_entropy, trainable, gate_gradients=True)
+        objective = (cross_entropy if self.loss_scale is None
+                     else self.loss_scale.scaled(cross_entropy))
+        grads = tf.gradients(objective, trainable, gate_gradients=True)
         kept = [(g, v) for g, v in zip(grads, trainable) if g is not None]
         self._trainable_names = [_name(v) for _, v in kept]
         self._decayed = {_name(v) for v in l2_vars} if c.weight_decay else set()
@@ -254,8 +279,11 @@ class Trainer:
 
     def _transform_gradients(self, grads):
         """The gradient transforms, on each replica's copy of the averaged gradients (so they act
-        once on the mean, never per replica): L2 (wd * v), keyword doubling, the grad_handler."""
+        once on the mean, never per replica): fp16's division by the loss scale, L2 (wd * v),
+        keyword doubling, the grad_handler."""
         c = self.config
+        if self.loss_scale is not None:
+            grads = self.loss_scale.unscaled(grads)
         variables = {_name(v): v for v in tf.trainable_variables()}
         grads_and_vars = [(g + c.weight_decay * variables[n] if n in self._decayed else g,
                            variables[n]) for g, n in zip(grads, self._trainable_names)]
@@ -385,6 +413,8 @@ class Trainer:
         meter = ProgressMeter(c.num_steps, c.batch_size, step)
         base = {'train': self.train_op, 'loss': self.cross_entropy, 'top1': self.top1,
                 'lr': self.learning_rate, 'finite': self.gradients_finite}
+        if self.loss_scale is not None:
+            base['loss_scale'] = self.loss_scale.scale
         last_ckpt_time = time.time()
         stopped = any(hook.finished() for hook in self.hooks)
         while step < c.num_steps and not stopped:
@@ -398,17 +428,19 @@ class Trainer:
                 fetches['summary'] = self.summary_op
             values = sess.run(fetches, feed_dict=feed)
             if not np.isfinite(values['loss']):
-                self._diverged('the loss became %s' % values['loss'], step + 1, values['lr'])
+                self._diverged('the loss became %s%s' % (values['loss'], FP16_RANGE
+                                                         if self.loss_scale else ''),
+                               step + 1, values['lr'])
             if not values['finite']:
-                self._diverged('the gradients became non-finite (NaN or Inf; the loss, %g, did '
-                               'not show it)' % values['loss'], step + 1, values['lr'])
+                self._non_finite_gradients(values, step + 1)
             step += 1
             for i, hook in enumerate(self.hooks):
                 stopped = hook.after_step(step, values['hook%d' % i]) or stopped
             if 'summary' in values and writer is not None:
                 writer.add_summary(values['summary'], step)
             if step % c.display_every == 0 or step == c.num_steps or stopped:
-                extra = '  '.join(s for s in (h.status() for h in self.hooks) if s)
+                extra = '  '.join(s for s in [h.status() for h in self.hooks] +
+                                  [self._loss_scale_status(values)] if s)
                 self.log(meter.line(step, values['loss'], values['top1'], values['lr'], extra))
             if c.snapshot_every and step % c.snapshot_every == 0:
                 self.snapshot(sess, step)
@@ -423,6 +455,25 @@ class Trainer:
                          'to continue' % (signals.received, step, self.train_dir))
                 raise KeyboardInterrupt
         return step, stopped
+
+    def _non_finite_gradients(self, values, step):
+        """fp32 and bf16 stop on non-finite gradients. fp16 has skipped the step in the graph and
+        halved the loss scale: said in the log, unless the scale was at its floor already."""
+        if self.loss_scale is None:
+            self._diverged('the gradients became non-finite (NaN or Inf; the loss, %g, did not '
+                           'show it)' % values['loss'], step, values['lr'])
+        rule, scale = self.loss_scale.rule, float(values['loss_scale'])
+        if at_floor(rule, scale):
+            self._diverged('the gradients stayed non-finite (NaN or Inf) with the fp16 loss scale '
+                           'at its floor of %g (the loss, %g, did not show it; the scale is '
+                           'divided by %g on every such step, and the update skipped)'
+                           % (rule.floor, values['loss'], rule.factor), step, values['lr'])
+        self.log('step %d: non-finite fp16 gradients at loss scale %g: update skipped, loss scale '
+                 '%g from the next step'
+                 % (step, scale, next_state(rule, LossScaleState(scale), False).scale))
+
+    def _loss_scale_status(self, values):
+        return 'loss scale %g' % values['loss_scale'] if 'loss_scale' in values else ''
 
 
 class _signals_between_steps:
