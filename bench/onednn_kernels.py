@@ -48,21 +48,26 @@ def _worker(args):
         print(MARK, flush=True)
 
 
-def _summary(lines):
-    """{(kind, implementation, direction, data types): [ms, count]} of the exec lines."""
-    table = collections.defaultdict(lambda: [0.0, 0])
+def _executions(lines):
+    """(fields from the primitive kind on, ms) of each of oneDNN's exec lines."""
     for line in lines:
         fields = line.strip().split(',')
         if not fields or fields[0] != 'onednn_verbose' or 'exec' not in fields:
             continue
-        at = fields.index('exec')
-        kind, impl, prop = fields[at + 2], fields[at + 3], fields[at + 4]
-        types = sorted({part.split(':')[1] for part in fields[at + 5].split()
-                        if part.count(':') >= 2 and part.split(':')[1] not in ('undef', '')})
         try:
             ms = float(fields[-1])
         except ValueError:
             continue
+        yield fields[fields.index('exec') + 2:], ms
+
+
+def _summary(lines):
+    """{(kind, implementation, direction, data types): [ms, count]} of the exec lines."""
+    table = collections.defaultdict(lambda: [0.0, 0])
+    for fields, ms in _executions(lines):
+        kind, impl, prop = fields[0], fields[1], fields[2]
+        types = sorted({part.split(':')[1] for part in fields[3].split()
+                        if part.count(':') >= 2 and part.split(':')[1] not in ('undef', '')})
         entry = table[(kind, impl, prop, '/'.join(types))]
         entry[0] += ms
         entry[1] += 1
@@ -73,18 +78,10 @@ def _conv_shapes(lines):
     """{(problem, direction): [ms, count]} of the convolution exec lines (oneDNN's descriptor,
     e.g. mb64_ic512oc512_ih4oh4kh3...)."""
     table = collections.defaultdict(lambda: [0.0, 0])
-    for line in lines:
-        fields = line.strip().split(',')
-        if not fields or fields[0] != 'onednn_verbose' or 'exec' not in fields:
+    for fields, ms in _executions(lines):
+        if fields[0] != 'convolution':
             continue
-        at = fields.index('exec')
-        if fields[at + 2] != 'convolution':
-            continue
-        try:
-            ms = float(fields[-1])
-        except ValueError:
-            continue
-        entry = table[(fields[-2], fields[at + 4])]
+        entry = table[(fields[-2], fields[2])]
         entry[0] += ms
         entry[1] += 1
     return table

@@ -64,3 +64,23 @@ def run_driver_cases(script, cases):
 def error_lines(stderr):
     """The `error: ` lines a driver wrote (TensorFlow's own start-up lines aside)."""
     return [line for line in stderr.splitlines() if line.startswith('error: ')]
+
+
+def search_metrics(model, deps, layers, weights, images, **builder_options):
+    """AOFP's search metrics of `layers` on `images` with `weights`: (with the first half of every
+    layer's filters dropped, with none dropped), from one masked multi-path graph."""
+    import tensorflow.compat.v1 as tf
+    from aofp.masked_builder import MaskedConvNetBuilder
+    with tf.Graph().as_default():
+        builder = MaskedConvNetBuilder(tf.constant(images), True, layers, search=True,
+                                       **builder_options)
+        model.build(builder, deps)
+        assert sorted(builder.metrics) == sorted(layers)
+        metrics = [builder.metrics[i] for i in layers]
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            for var_name, var in builder.variables.items():
+                var.load(weights[var_name], sess)
+            drops = {builder.dropped_filters[i]: np.arange(deps[i] // 2, dtype=np.int32)
+                     for i in layers}
+            return sess.run(metrics, drops), sess.run(metrics)

@@ -11,7 +11,7 @@ from tf_benchmarks.engine.evaluation import predict_logits
 from tf_benchmarks.network.builder import Node
 from tf_benchmarks.models.registry import get_model
 import tensorflow.compat.v1 as tf
-from helpers import random_images, random_weights
+from helpers import random_images, random_weights, search_metrics
 
 DEPS = [6, 6, 8, 8, 8, 8, 8, 10, 10, 10, 10, 10, 10]
 LAYERS = list(range(13))
@@ -189,18 +189,6 @@ def test_search_graph_on_concatenations_and_residual_groups():
             ('src56', [d // 4 for d in get_model('src56').default_deps], [0, 1, 19, 39])):
         model = get_model(name)
         weights = random_weights(model.trace(deps), 3)
-        with tf.Graph().as_default():
-            builder = MaskedConvNetBuilder(tf.constant(random_images(8)), True, layers,
-                                           search=True)
-            model.build(builder, deps)
-            assert sorted(builder.metrics) == layers
-            with tf.Session() as sess:
-                sess.run(tf.global_variables_initializer())
-                for var_name, var in builder.variables.items():
-                    var.load(weights[var_name], sess)
-                drops = {builder.dropped_filters[i]: np.arange(deps[i] // 2, dtype=np.int32)
-                         for i in layers}
-                with_drops = sess.run([builder.metrics[i] for i in layers], drops)
-                without = sess.run([builder.metrics[i] for i in layers])
+        with_drops, without = search_metrics(model, deps, layers, weights, random_images(8))
         assert all(v > 1e-6 for v in with_drops), (name, with_drops)
         assert without == [0.0] * len(layers)

@@ -12,9 +12,9 @@ from tf_benchmarks.engine.trainer import Trainer
 from tf_benchmarks.models.registry import get_model
 from tf_benchmarks.network import batch_norm
 from tf_benchmarks.network.convnet_builder import ConvNetBuilder
-from tests.helpers import random_images, random_weights
-from tests.test_batch_norm import EPS, _reference
-from tests.test_trainer import LossRecorder
+from helpers import random_images, random_weights, search_metrics
+from test_batch_norm import EPS, _reference
+from test_trainer import LossRecorder, TINY_VC
 
 NUM_LOGITS = 10
 DTYPES = {'fp32': (tf.float32, tf.float32), 'bf16': (tf.bfloat16, tf.float32),
@@ -146,7 +146,6 @@ def test_bf16_activations_graph_against_float32(name, deps, monkeypatch):
 
 
 def test_bf16_training_lowers_the_loss_like_float32(synthetic_dir, tmp_path):
-    from tests.test_trainer import TINY_VC
     losses = {}
     for p in DTYPES:
         config = TrainConfig(num_steps=50, batch_size=16, lr_values=[0.05], display_every=1000,
@@ -164,7 +163,6 @@ def test_bf16_training_lowers_the_loss_like_float32(synthetic_dir, tmp_path):
 def test_aofp_search_metrics_in_bf16_activations():
     """The masked multi-path graph with bfloat16 activations (dc40: targets read by several
     layers): every metric close to float32's with drops, and exactly 0 without."""
-    from aofp.masked_builder import MaskedConvNetBuilder
     model = get_model('dc40')
     deps = [6] + [4] * 12 + [20] + [4] * 12 + [24] + [4] * 12
     layers = [1, 2, 12, 14, 27]
@@ -172,19 +170,10 @@ def test_aofp_search_metrics_in_bf16_activations():
     metrics = {}
     for precision in ('fp32', 'bf16_activations'):
         conv_dtype, activation_dtype = DTYPES[precision]
-        with tf.Graph().as_default():
-            builder = MaskedConvNetBuilder(tf.constant(random_images(8)), True, layers,
-                                           search=True, conv_dtype=conv_dtype,
-                                           activation_dtype=activation_dtype)
-            model.build(builder, deps)
-            with tf.Session() as sess:
-                sess.run(tf.global_variables_initializer())
-                for var_name, var in builder.variables.items():
-                    var.load(weights[var_name], sess)
-                drops = {builder.dropped_filters[i]: np.arange(deps[i] // 2, dtype=np.int32)
-                         for i in layers}
-                metrics[precision] = np.array(sess.run([builder.metrics[i] for i in layers],
-                                                       drops))
-                assert sess.run([builder.metrics[i] for i in layers]) == [0.0] * len(layers)
+        with_drops, without = search_metrics(model, deps, layers, weights, random_images(8),
+                                             conv_dtype=conv_dtype,
+                                             activation_dtype=activation_dtype)
+        metrics[precision] = np.array(with_drops)
+        assert without == [0.0] * len(layers)
     assert (metrics['fp32'] > 1e-3).all(), metrics
     assert np.abs(metrics['bf16_activations'] / metrics['fp32'] - 1).max() < 0.1, metrics

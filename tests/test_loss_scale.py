@@ -91,7 +91,7 @@ def test_bad_rules_are_refused(fields, message):
 
 def test_fp16_is_a_precision_and_others_are_refused():
     assert TrainConfig(num_steps=1, precision='fp16').precision == 'fp16'
-    with pytest.raises(UserError, match='fp32, bf16 or fp16'):
+    with pytest.raises(UserError, match='fp32, bf16, bf16_activations, fp16'):
         TrainConfig(num_steps=1, precision='fp8')
 
 
