@@ -180,6 +180,7 @@ def test_bad_options_end_with_one_error_line(args, message, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.skipif(NO_TORCH, reason='the check asks for torch before the GPUs')
 def test_gpus_that_the_frameworks_do_not_see_are_refused(tmp_path):
     """nvidia-smi lists a GPU (a fake one here) that TensorFlow and PyTorch do not see (CPU
     builds): the check stops before measuring the CPU, and writes nothing."""
@@ -200,6 +201,7 @@ def test_gpus_that_the_frameworks_do_not_see_are_refused(tmp_path):
     assert os.listdir(work) == []
 
 
+@pytest.mark.skipif(NO_TORCH, reason='the check asks for torch before the GPUs')
 def test_without_a_gpu_the_real_check_refuses_to_run(tmp_path):
     """No nvidia-smi on the PATH: the check says how to run dry instead, and writes nothing."""
     env = dict(os.environ, PATH='/usr/bin:/bin')
