@@ -111,9 +111,9 @@ def step_trainer(setup, model, batch_size, precision, image_size=None, deps=None
     from tf_benchmarks.engine.method import MethodBundle
     from tf_benchmarks.engine.trainer import Trainer
     deps = model.default_deps if deps is None else tuple(deps)
-    config = TrainConfig(num_steps=1, batch_size=batch_size, lr_values=[0.01],
-                         **dict(RECIPES.get(model.name, {}),
-                                **dict({'precision': precision}, **setup.get('config', {}))))
+    fields = dict(RECIPES.get(model.name, {}), precision=precision)
+    fields.update(setup.get('config', {}))  # a method's own settings, its precision included
+    config = TrainConfig(num_steps=1, batch_size=batch_size, lr_values=[0.01], **fields)
     handler = setup.get('grad_handler')
     method = MethodBundle(setup.get('name', 'plain'), hooks=tuple(setup.get('hooks', ())),
                           builder_factory=setup.get('builder_factory', ConvNetBuilder),
